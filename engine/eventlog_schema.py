@@ -1,0 +1,188 @@
+"""The event log: what every run (backtest, paper, live) writes to ``runs/<run_id>/``.
+
+Reports read only these files (through DuckDB), so a backtest and a live session of the same
+events give the same report. Each table is one Parquet file named ``<table>.parquet``; a live
+session that rolls files writes ``<table>-<n>.parquet`` parts (readers glob ``<table>*.parquet``).
+
+Timestamps are int64 nanoseconds on the engine's local clock (simulated in a backtest, wall clock
+live) unless named ``ts_event``/``ts_venue`` (venue clock). ``seq`` is one counter across all tables
+of a run: sorting by ``seq`` gives the exact order in which the engine saw things.
+Prices and quantities are DOUBLE decimals (converted from the engine's fixed-point at the edge).
+Missing stage timestamps are 0.
+
+Latency stages (what ``reports/latency`` computes):
+- feed:               ``market.feed_latency_ns`` (simulated in a backtest, measured live)
+- tick to decision:   ``orders.ts_decided - orders.ts_tick`` on ``event = 'submit'`` rows
+- decision to send:   ``orders.ts_sent - orders.ts_decided`` on ``submit`` rows (risk + OMS)
+- send to ack:        ``orders.ts_acked - orders.ts_sent`` on ``accepted`` rows
+- ack to fill:        ``fills.ts - fills.ts_acked``
+- end to end:         ``orders.ts_acked - orders.ts_tick`` on ``accepted`` rows
+``manifest.json`` key ``latency_source`` says ``simulated`` or ``measured``.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+_S = pa.string()
+_I = pa.int64()
+_F = pa.float64()
+_B = pa.bool_()
+
+ORDERS = pa.schema(
+    [
+        ("seq", _I),
+        ("ts", _I),
+        # submit | accepted | rejected | cancel_request | canceled | cancel_rejected | expired
+        # | modify_request | partially_filled | filled
+        ("event", _S),
+        ("strategy_id", _S),
+        ("venue", _S),
+        ("symbol", _S),
+        ("client_order_id", _S),
+        ("venue_order_id", _S),
+        ("side", _S),  # buy | sell
+        ("order_type", _S),  # LIMIT | MARKET
+        ("tif", _S),
+        ("price", _F),  # limit price (0 for market orders)
+        ("qty", _F),
+        ("filled_qty", _F),
+        ("leaves_qty", _F),
+        ("status", _S),  # engine.model.OrderStatus value after this event
+        ("reason", _S),  # rejection / cancel reason in the guide's wording
+        ("code", _I),  # venue error code, 0 when none
+        ("ts_tick", _I),  # ts_recv of the market data the decision was made on
+        ("ts_decided", _I),
+        ("ts_sent", _I),
+        ("ts_acked", _I),
+        ("ts_venue", _I),  # venue time of this response
+        ("mid", _F),  # mid the engine saw at ts (NaN when no book)
+        ("post_only", _B),
+    ]
+)
+
+FILLS = pa.schema(
+    [
+        ("seq", _I),
+        ("ts", _I),  # local receipt of the fill
+        ("ts_event", _I),  # venue time of the fill
+        ("strategy_id", _S),
+        ("venue", _S),
+        ("symbol", _S),
+        ("client_order_id", _S),
+        ("venue_order_id", _S),
+        ("trade_id", _S),
+        ("side", _S),
+        ("price", _F),
+        ("qty", _F),
+        ("notional", _F),  # quote currency
+        ("fee", _F),  # quote currency, negative = rebate
+        ("fee_asset", _S),
+        ("liquidity", _S),  # maker | taker
+        ("order_price", _F),
+        ("mid_at_decision", _F),
+        ("mid_at_fill", _F),  # mid the engine saw when the fill arrived
+        ("ts_tick", _I),
+        ("ts_decided", _I),
+        ("ts_sent", _I),
+        ("ts_acked", _I),
+        ("position_after", _F),
+        ("realized_pnl", _F),  # realized by this fill, before fees
+    ]
+)
+
+POSITIONS = pa.schema(
+    [
+        ("seq", _I),
+        ("ts", _I),
+        ("strategy_id", _S),
+        ("venue", _S),
+        ("symbol", _S),
+        ("position", _F),  # signed base quantity
+        ("avg_price", _F),
+        ("realized_pnl", _F),  # cumulative, before fees
+        ("unrealized_pnl", _F),
+        ("fees", _F),  # cumulative
+        ("mark_price", _F),
+        ("reason", _S),  # fill | mark (periodic mark-to-market) | final
+    ]
+)
+
+RISK = pa.schema(
+    [
+        ("seq", _I),
+        ("ts", _I),
+        ("strategy_id", _S),
+        ("venue", _S),
+        ("symbol", _S),
+        ("client_order_id", _S),
+        ("check", _S),  # trading_enabled | max_order_size | position_limit | global_position_limit
+        # | daily_loss | balance | order_rate | price_band | strategy_halted | ok
+        ("passed", _B),
+        ("reason", _S),  # "Risk check failed: Position limit exceeded", ...
+        ("value", _F),
+        ("limit", _F),
+    ]
+)
+
+MARKET = pa.schema(
+    [
+        ("seq", _I),
+        ("ts", _I),  # ts_recv: when the strategy was shown this book
+        ("ts_event", _I),
+        ("venue", _S),
+        ("symbol", _S),
+        ("bid", _F),
+        ("ask", _F),
+        ("bid_size", _F),
+        ("ask_size", _F),
+        ("mid", _F),
+        ("data_seq", _I),  # venue sequence of the batch: reference into the market data
+        ("feed_latency_ns", _I),
+    ]
+)
+
+TIMERS = pa.schema([("seq", _I), ("ts", _I), ("strategy_id", _S), ("name", _S)])
+
+INCIDENTS = pa.schema(
+    [
+        ("seq", _I),
+        ("ts", _I),
+        ("venue", _S),
+        ("symbol", _S),
+        ("kind", _S),
+        ("detail", _S),
+        ("value", _F),
+    ]
+)
+
+INCIDENT_KINDS = (
+    "sequence_gap",  # "Market data sequence gap"
+    "crossed_book",
+    "bad_level",  # non-positive price or size in the feed
+    "stale_data",
+    "resync",
+    "disconnect",
+    "reconnect",
+    "rate_limit_wait",
+    "strategy_halted",
+    "decode_error",
+    "clock_offset",
+    "order_state_unknown",
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "orders": ORDERS,
+    "fills": FILLS,
+    "positions": POSITIONS,
+    "risk": RISK,
+    "market": MARKET,
+    "timers": TIMERS,
+    "incidents": INCIDENTS,
+}
+
+MANIFEST = "manifest.json"
+# manifest.json keys: run_id, mode (backtest|paper|live), latency_source (simulated|measured),
+# config (the resolved config), config_path, data {root, venue, symbols, from_ns, to_ns, files,
+# rows}, code_version, seeds, strategies [ids], instruments [{venue, symbol, tick, lot, ...}],
+# summary {pnl, fees, trades, ...} written at the end of the run.

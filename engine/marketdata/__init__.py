@@ -1,0 +1,1 @@
+"""Market data on disk: the Parquet schema, importers, catalogue and readers."""

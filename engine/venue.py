@@ -1,0 +1,37 @@
+"""The boundary between the engine and any execution venue (simulated, paper or live).
+
+The engine calls these methods synchronously on the hot path; a venue answers later by calling
+the ``ExecSink`` it was given (``engine.on_exec_report``) with ``engine.events.ExecReport``s.
+A live adapter sends the bytes before returning; a simulated venue schedules the order's arrival.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from engine.events import ExecReport, Incident
+    from engine.orders import Order
+
+
+class ExecSink(Protocol):
+    def on_exec_report(self, report: ExecReport) -> None: ...
+
+    def on_incident(self, incident: Incident) -> None: ...
+
+
+class ExecutionVenue(Protocol):
+    """What the order manager needs from a venue."""
+
+    name: str
+    #: False on venues without an amend: the OMS turns modify into cancel + new.
+    supports_modify: bool
+
+    def submit_order(self, order: Order) -> None:
+        """Send a new order (``order.price``/``order.qty`` already rounded and checked)."""
+
+    def cancel_order(self, order: Order) -> None:
+        """Request cancellation; the answer is a ``canceled`` or ``cancel_rejected`` report."""
+
+    def modify_order(self, order: Order, price: int, qty: int) -> None:
+        """Amend price/quantity in place (only called when ``supports_modify``)."""
