@@ -70,3 +70,21 @@ class Incident(msgspec.Struct, gc=False):
     kind: str
     detail: str = ""
     value: float = 0.0
+
+
+class Fill(msgspec.Struct, gc=False):
+    """A fill as a strategy sees it (floats; the fixed-point truth is in the order manager)."""
+
+    client_order_id: str
+    strategy_id: str
+    venue: str
+    symbol: str
+    side: int  # +1 buy, -1 sell
+    price: float
+    qty: float
+    fee: float
+    liquidity: str
+    ts_event: int
+    ts_recv: int
+    realized_pnl: float
+    position_after: float

@@ -119,6 +119,7 @@ class Instrument:
     min_price: int = 0
     inverse: bool = False
     contract_size: float = 1.0
+    kind: str = "spot"  # spot | perp | future: derivatives settle P&L in the margin (quote) asset
 
     @property
     def base(self) -> str:

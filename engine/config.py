@@ -1,0 +1,115 @@
+"""Configuration files: JSON, validated up front, every error naming the file and the field.
+
+Relative paths inside a config are resolved against the current directory first, then the
+repository root, so the shipped configs work from a fresh clone wherever ``hft`` is run from.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_MISSING = object()
+
+
+def load_json(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(str(path), "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(str(path), "is a directory, expected a JSON file") from None
+    except OSError as exc:
+        raise ConfigError(str(path), exc.strerror or str(exc)) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(str(path), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), f"top level must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def resolve_path(value: str | Path, relative_to: Path | None = None) -> Path:
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return p
+    for base in (Path.cwd(), relative_to, REPO_ROOT):
+        if base is not None and (base / p).exists():
+            return (base / p).resolve()
+    return (Path.cwd() / p).resolve()
+
+
+class Section:
+    """Typed access to one object of a config file; errors say ``<file>: <dotted.field>: reason``."""
+
+    def __init__(self, data: Any, path: str, where: str = "") -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(path, f"{where or 'top level'}: must be an object")
+        self.data = data
+        self.path = path
+        self.where = where
+
+    def _name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def fail(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(self.path, f"{self._name(key)}: {reason}")
+
+    def has(self, key: str) -> bool:
+        return key in self.data and self.data[key] is not None
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        if key not in self.data or self.data[key] is None:
+            if default is _MISSING:
+                raise self.fail(key, "missing required field")
+            return default
+        return self.data[key]
+
+    def section(self, key: str, required: bool = False) -> Section:
+        if not self.has(key):
+            if required:
+                raise self.fail(key, "missing required section")
+            return Section({}, self.path, self._name(key))
+        return Section(self.data[key], self.path, self._name(key))
+
+    def str(self, key: str, default: Any = _MISSING) -> str:
+        v = self.raw(key, default)
+        if not isinstance(v, str) or not v:
+            raise self.fail(key, f"must be a non-empty string, got {v!r}")
+        return v
+
+    def bool(self, key: str, default: Any = _MISSING) -> bool:
+        v = self.raw(key, default)
+        if not isinstance(v, bool):
+            raise self.fail(key, f"must be true or false, got {v!r}")
+        return v
+
+    def number(self, key: str, default: Any = _MISSING, minimum: float | None = None, positive: bool = False) -> float:
+        v = self.raw(key, default)
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self.fail(key, f"must be a number, got {v!r}")
+        if positive and v <= 0:
+            raise self.fail(key, f"must be > 0, got {v!r}")
+        if minimum is not None and v < minimum:
+            raise self.fail(key, f"must be >= {minimum}, got {v!r}")
+        return float(v)
+
+    def int(self, key: str, default: Any = _MISSING, minimum: int | None = None) -> int:
+        v = self.raw(key, default)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(key, f"must be an integer, got {v!r}")
+        if minimum is not None and v < minimum:
+            raise self.fail(key, f"must be >= {minimum}, got {v!r}")
+        return v
+
+    def str_list(self, key: str, default: Any = _MISSING) -> list[str]:
+        v = self.raw(key, default)
+        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+            raise self.fail(key, f"must be a list of strings, got {v!r}")
+        return list(v)

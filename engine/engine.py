@@ -1,0 +1,373 @@
+"""The engine: one object graph of books, strategies, risk, order manager, portfolio and recorder.
+
+Backtest, paper and live differ only in what they hand this class: the clock, the scheduler
+(``Timeline`` in simulation, an asyncio-backed one live), the venues and who calls
+``on_book``/``on_trade``/``on_exec_report``. Everything below that line is the same code.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from engine.book import Book
+from engine.events import ExecReport, Fill, Incident, Trade
+from engine.logs import get_logger
+from engine.model import Instrument
+from engine.oms import OrderManager
+from engine.orders import Order
+from engine.portfolio import Portfolio, Position
+from engine.recorder import Recorder
+from engine.risk import RiskDecision, RiskEngine
+from engine.strategy import Strategy
+from engine.venue import ExecutionVenue
+
+_md_log = get_logger("market_data")
+_strat_log = get_logger("strategies")
+_sys_log = get_logger("system")
+NAN = math.nan
+
+INCIDENT_MESSAGES = {
+    "sequence_gap": "Market data sequence gap",
+    "crossed_book": "Crossed order book",
+    "bad_level": "Invalid order book level",
+    "stale_data": "Stale market data",
+}
+
+
+class Scheduler(Protocol):
+    def schedule(self, ts: int, fn: Callable[[Any], None], arg: Any = None) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> int: ...
+
+
+class Engine:
+    def __init__(
+        self,
+        clock: Clock,
+        scheduler: Scheduler,
+        instruments: dict[tuple[str, str], Instrument],
+        portfolio: Portfolio,
+        risk: RiskEngine,
+        recorder: Recorder,
+        decision_latency_ns: int = 0,
+        mark_interval_ns: int = 1_000_000_000,
+        log_orders: bool = True,
+    ) -> None:
+        self.clock = clock
+        self.scheduler = scheduler
+        self.instruments = instruments
+        self.portfolio = portfolio
+        self.risk = risk
+        self.recorder = recorder
+        self.decision_latency_ns = decision_latency_ns
+        self.mark_interval_ns = mark_interval_ns
+        self.log_orders = log_orders
+        self.books: dict[tuple[str, str], Book] = {}
+        self.venues: dict[str, ExecutionVenue] = {}
+        self.strategies: dict[str, Strategy] = {}
+        self._book_subs: dict[tuple[str, str], list[Strategy]] = {}
+        self._trade_subs: dict[tuple[str, str], list[Strategy]] = {}
+        self.oms = OrderManager(self)
+        self.ts_tick = 0
+        self.running = False
+        self.incident_counts: dict[str, int] = {}
+        self.book_events = 0
+        self.trade_events = 0
+        self.fill_count = 0
+        self.equity_peak = 0.0
+        self.max_drawdown = 0.0
+        for inst in instruments.values():
+            portfolio.register(inst)
+        risk.on_halt = self._on_risk_halt
+
+    # --- wiring ------------------------------------------------------------------------------
+    def add_venue(self, venue: ExecutionVenue) -> None:
+        self.venues[venue.name] = venue
+
+    def add_book(self, book: Book) -> None:
+        self.books[(book.venue, book.symbol)] = book
+
+    def add_strategy(self, strategy: Strategy) -> None:
+        if strategy.strategy_id in self.strategies:
+            raise ValueError(f"duplicate strategy id {strategy.strategy_id!r}")
+        strategy.bind(self)
+        self.strategies[strategy.strategy_id] = strategy
+        for key in strategy.subscriptions:
+            if key not in self.instruments:
+                raise KeyError(f"strategy {strategy.strategy_id} subscribes to unknown instrument {key[0]}:{key[1]}")
+            self._book_subs.setdefault(key, []).append(strategy)
+            if strategy.wants_trades:
+                self._trade_subs.setdefault(key, []).append(strategy)
+
+    def wants_book(self, key: tuple[str, str]) -> int:
+        """0 nobody listens, 1 top-of-book changes, 2 every message (replay kernel wake flags)."""
+        subs = self._book_subs.get(key, ())
+        if not subs:
+            return 0
+        return 2 if any(s.book_updates == "every" for s in subs) else 1
+
+    def wants_trades(self, key: tuple[str, str]) -> bool:
+        return bool(self._trade_subs.get(key))
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.running = True
+        _sys_log.info("engine started: %d strategies, venues %s", len(self.strategies), sorted(self.venues))
+        for s in self.strategies.values():
+            self._call(s, s.on_start)
+        if self.mark_interval_ns > 0:
+            self.scheduler.schedule(self.clock.now() + self.mark_interval_ns, self._mark_timer)
+
+    def stop(self) -> None:
+        if not self.running:
+            return
+        now = self.clock.now()
+        for s in self.strategies.values():
+            self._call(s, s.on_stop)
+        self.record_positions(now, "final")
+        self.running = False
+        _sys_log.info("engine stopped")
+
+    # --- inputs ------------------------------------------------------------------------------
+    def on_book(self, book: Book, feed_latency_ns: int = 0) -> None:
+        """``book`` changed by a whole venue message and is valid."""
+        self.book_events += 1
+        key = (book.venue, book.symbol)
+        mid = book.mid
+        self.portfolio.mark(book.venue, book.symbol, mid)
+        if self.recorder.enabled:
+            self.recorder.add(
+                "market",
+                (
+                    book.ts_recv,
+                    book.ts_event,
+                    book.venue,
+                    book.symbol,
+                    book.best_bid,
+                    book.best_ask,
+                    book.best_bid_size,
+                    book.best_ask_size,
+                    mid,
+                    book.update_id,
+                    feed_latency_ns,
+                ),
+            )
+        subs = self._book_subs.get(key)
+        if subs:
+            self.ts_tick = book.ts_recv
+            for s in subs:
+                self._call(s, s.on_book, book)
+
+    def on_trade(self, trade: Trade) -> None:
+        self.trade_events += 1
+        subs = self._trade_subs.get((trade.venue, trade.symbol))
+        if subs:
+            self.ts_tick = trade.ts_recv
+            for s in subs:
+                self._call(s, s.on_trade, trade)
+
+    def on_exec_report(self, report: ExecReport) -> None:
+        self.ts_tick = 0
+        self.oms.on_exec_report(report)
+
+    def on_incident(self, inc: Incident) -> None:
+        self.incident(inc.ts, inc.venue, inc.symbol, inc.kind, inc.detail, inc.value)
+
+    def incident(self, ts: int, venue: str, symbol: str, kind: str, detail: str = "", value: float = 0.0) -> None:
+        self.incident_counts[kind] = self.incident_counts.get(kind, 0) + 1
+        self.recorder.add("incidents", (ts, venue, symbol, kind, detail, value))
+        msg = INCIDENT_MESSAGES.get(kind, kind.replace("_", " "))
+        logger = _md_log if kind in INCIDENT_MESSAGES else _sys_log
+        logger.warning("%s venue=%s symbol=%s %s", msg, venue, symbol, detail)
+
+    # --- timers ------------------------------------------------------------------------------
+    def set_timer(self, strategy: Strategy, name: str, interval_ns: int, repeat: bool = True) -> None:
+        if interval_ns <= 0:
+            raise ValueError("timer interval must be > 0 ns")
+        self.scheduler.schedule(self.clock.now() + interval_ns, self._fire_timer, (strategy, name, interval_ns, repeat))
+
+    def _fire_timer(self, arg: tuple[Strategy, str, int, bool]) -> None:
+        strategy, name, interval_ns, repeat = arg
+        if not self.running:
+            return
+        now = self.clock.now()
+        self.recorder.add("timers", (now, strategy.strategy_id, name))
+        self.ts_tick = now
+        self._call(strategy, strategy.on_timer, name, now)
+        if repeat:
+            self.scheduler.schedule(now + interval_ns, self._fire_timer, arg)
+
+    def _mark_timer(self, _arg: Any = None) -> None:
+        if not self.running:
+            return
+        now = self.clock.now()
+        self.record_positions(now, "mark")
+        self.scheduler.schedule(now + self.mark_interval_ns, self._mark_timer)
+
+    # --- strategy plumbing -------------------------------------------------------------------
+    def _call(self, strategy: Strategy, fn: Callable[..., None], *args: Any) -> None:
+        if self.risk.is_halted(strategy.strategy_id) and fn.__name__ not in ("on_order_update", "on_fill", "on_stop"):
+            return
+        try:
+            fn(*args)
+        except Exception as exc:  # a buggy strategy must not take the engine (or its peers) down
+            now = self.clock.now()
+            _strat_log.error(
+                "Strategy error strategy_id: %s in %s: %r\n%s",
+                strategy.strategy_id,
+                fn.__name__,
+                exc,
+                traceback.format_exc(),
+            )
+            self.halt_strategy(strategy.strategy_id, f"strategy error in {fn.__name__}: {exc!r}", now)
+
+    def halt_strategy(self, strategy_id: str, reason: str, now: int) -> None:
+        if self.risk.is_halted(strategy_id):
+            return
+        self.risk.halt(strategy_id, reason)
+        self._on_risk_halt(strategy_id, reason, now)
+
+    def _on_risk_halt(self, strategy_id: str, reason: str, now: int) -> None:
+        """A halt (ours or the risk engine's own, e.g. daily loss): record it and pull the quotes."""
+        self.incident(now, "", "", "strategy_halted", f"strategy_id={strategy_id} {reason}")
+        for order in self.oms.open_orders(strategy_id):
+            self.oms.cancel(order)
+
+    def dispatch_order_update(self, order: Order) -> None:
+        s = self.strategies.get(order.strategy_id)
+        if s is not None:
+            self._call(s, s.on_order_update, order)
+
+    def dispatch_fill(self, fill: Fill) -> None:
+        s = self.strategies.get(fill.strategy_id)
+        if s is not None:
+            self._call(s, s.on_fill, fill)
+
+    # --- recording ---------------------------------------------------------------------------
+    def record_order(self, event: str, o: Order, now: int, reason: str = "", code: int = 0, ts_venue: int = 0) -> None:
+        rec = self.recorder
+        if not rec.enabled:
+            return
+        inst = self.instruments[(o.venue, o.symbol)]
+        book = self.books.get((o.venue, o.symbol))
+        mid = book.mid if book is not None and book.valid else NAN
+        rec.add(
+            "orders",
+            (
+                now,
+                event,
+                o.strategy_id,
+                o.venue,
+                o.symbol,
+                o.client_order_id,
+                o.venue_order_id,
+                "buy" if o.side > 0 else "sell",
+                o.order_type.value,
+                o.tif.value,
+                inst.price(o.price),
+                inst.size(o.qty),
+                inst.size(o.filled),
+                inst.size(o.qty - o.filled),
+                o.status.value,
+                reason or o.reason,
+                code,
+                o.ts_tick,
+                o.ts_decided,
+                o.ts_sent,
+                o.ts_acked,
+                ts_venue,
+                mid,
+                o.post_only,
+            ),
+        )
+
+    def record_fill(self, o: Order, r: ExecReport, fill: Fill, inst: Instrument, now: int) -> None:
+        self.fill_count += 1
+        if not self.recorder.enabled:
+            return
+        book = self.books.get((o.venue, o.symbol))
+        mid = book.mid if book is not None and book.valid else NAN
+        self.recorder.add(
+            "fills",
+            (
+                now,
+                r.ts_event,
+                o.strategy_id,
+                o.venue,
+                o.symbol,
+                o.client_order_id,
+                o.venue_order_id or r.venue_order_id,
+                r.trade_id,
+                "buy" if o.side > 0 else "sell",
+                fill.price,
+                fill.qty,
+                inst.notional(r.price, r.qty),
+                r.fee,
+                r.fee_asset,
+                r.liquidity,
+                inst.price(o.price),
+                o.mid_at_decision,
+                mid,
+                o.ts_tick,
+                o.ts_decided,
+                o.ts_sent,
+                o.ts_acked,
+                fill.position_after,
+                fill.realized_pnl,
+            ),
+        )
+
+    def record_position(self, strategy_id: str, inst: Instrument, pos: Position, now: int, reason: str) -> None:
+        if not self.recorder.enabled:
+            return
+        self.recorder.add(
+            "positions",
+            (
+                now,
+                strategy_id,
+                inst.venue,
+                inst.symbol,
+                pos.qty_float,
+                pos.avg_price,
+                pos.realized_quote,
+                pos.unrealized_quote,
+                pos.fees_quote,
+                pos.mark,
+                reason,
+            ),
+        )
+
+    def record_positions(self, now: int, reason: str) -> None:
+        equity = 0.0
+        for strategy_id, pos in self.portfolio.positions():
+            equity += pos.realized_quote + pos.unrealized_quote - pos.fees_quote
+            inst = self.instruments.get((pos.venue, pos.symbol))
+            if inst is not None:
+                self.record_position(strategy_id, inst, pos, now, reason)
+        # drawdown of net P&L sampled at every mark (mark_interval_ns) and at the end
+        if equity > self.equity_peak:
+            self.equity_peak = equity
+        if self.equity_peak - equity > self.max_drawdown:
+            self.max_drawdown = self.equity_peak - equity
+
+    def record_risk(self, order: Order, d: RiskDecision, now: int) -> None:
+        self.recorder.add(
+            "risk",
+            (
+                now,
+                order.strategy_id,
+                order.venue,
+                order.symbol,
+                order.client_order_id,
+                d.check,
+                d.passed,
+                d.reason,
+                d.value,
+                d.limit,
+            ),
+        )

@@ -1,0 +1,98 @@
+"""``hft backtest CONFIG [--data PATH] [--from T] [--to T] [--out DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine.runners.spec import load_run_spec
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backtest", help="replay historical data through a strategy on simulated venues")
+    p.add_argument("config", help="backtest config (e.g. config/backtests/market_maker_sample.json)")
+    p.add_argument("--data", help="market data root (overrides data.root)")
+    p.add_argument("--from", dest="start", help="start time, ISO-8601 UTC or ns (overrides data.from)")
+    p.add_argument("--to", dest="end", help="end time, ISO-8601 UTC or ns (overrides data.to)")
+    p.add_argument("--out", help="run directory to write (default runs/<name>-<n>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_backtest)
+
+
+def _time_arg(v: str | None) -> str | int | None:
+    if v is None:
+        return None
+    return int(v) if v.isdigit() else v
+
+
+def default_run_dir(runs_root: Path, name: str) -> Path:
+    runs_root.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while (runs_root / f"{name}-{n:04d}").exists():
+        n += 1
+    return runs_root / f"{name}-{n:04d}"
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.runners.backtest import run_backtest
+
+    overrides = {"data": args.data, "from": _time_arg(args.start), "to": _time_arg(args.end)}
+    spec = load_run_spec(args.config, {k: v for k, v in overrides.items() if v is not None})
+    run_dir = Path(args.out).resolve() if args.out else default_run_dir(spec.runs_root, spec.name)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        print(f"error: run directory {run_dir} is not empty; choose another --out", file=sys.stderr)
+        return 2
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, unit=" rows", unit_scale=True, desc="backtest", file=sys.stderr, dynamic_ncols=True)
+
+    def on_total(n: int) -> None:
+        if bar is not None:
+            bar.total = n
+            bar.refresh()
+
+    try:
+        result = run_backtest(spec, run_dir, on_progress=bar.update if bar is not None else None, on_total=on_total)
+    finally:
+        if bar is not None:
+            bar.close()
+    s = result.summary
+    if args.json:
+        print(json.dumps({"run_dir": str(run_dir), **s}, indent=2, default=str))
+        return 0
+    print(format_summary(s, run_dir))
+    return 0
+
+
+def format_summary(s: dict, run_dir: Path | None) -> str:
+    rows = [
+        ("net P&L", f"{s['net_pnl']:,.2f}"),
+        ("  realized", f"{s['realized_pnl']:,.2f}"),
+        ("  unrealized", f"{s['unrealized_pnl']:,.2f}"),
+        ("  fees", f"{s['fees']:,.2f}"),
+        ("fills (trades)", f"{s['fills']:,}"),
+        ("orders submitted", f"{s['orders_submitted']:,}"),
+        ("orders rejected", f"{s['orders_rejected']:,}"),
+        ("fill ratio", f"{s['fill_ratio']:.1%}"),
+        ("max drawdown", f"{s['max_drawdown']:,.2f}"),
+        ("market data rows", f"{s['rows']:,}"),
+        ("rows/s", f"{s['rows_per_s']:,.0f}"),
+        ("wall time", f"{s['wall_s']:.2f} s"),
+    ]
+    inc = s.get("incidents") or {}
+    if inc:
+        rows.append(("incidents", ", ".join(f"{k}={v}" for k, v in inc.items())))
+    if run_dir is not None:
+        rows.append(("event log", str(run_dir)))
+    width = max(len(k) for k, _ in rows)
+    line = "-" * (width + 24)
+    body = "\n".join(
+        f"{k:<{width}}  {v:>20}" if k != "event log" and k != "incidents" else f"{k:<{width}}  {v}" for k, v in rows
+    )
+    return f"{line}\nBacktest summary\n{line}\n{body}\n{line}"

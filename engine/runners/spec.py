@@ -1,0 +1,149 @@
+"""Parsing of run configs shared by the backtest, paper and live runners."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.config import Section, load_json, resolve_path
+from engine.errors import ConfigError
+from engine.risk import RiskLimits
+from engine.strategy import Strategy
+
+
+@dataclass
+class StrategySpec:
+    strategy_id: str
+    cls: type[Strategy]
+    venue: str
+    symbols: list[str]
+    params: dict[str, Any]
+    path: str
+
+    def build(self) -> Strategy:
+        try:
+            return self.cls(self.strategy_id, self.venue, self.symbols, self.params)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(self.path, f"Strategy initialization failed: {exc}") from None
+
+
+@dataclass
+class RunSpec:
+    path: str
+    name: str
+    seed: int
+    data_root: Path
+    venue: str | None
+    symbols: list[str] | None
+    start_ns: int | None
+    end_ns: int | None
+    instruments_path: Path | None
+    balances: dict[str, dict[str, float]]
+    risk: RiskLimits
+    strategy_risk: dict[str, Any]
+    strategies: list[StrategySpec]
+    sim: Section
+    runs_root: Path
+    mark_interval_ns: int
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def load_strategy(path: Path | str, entry: Any = None) -> StrategySpec:
+    """A strategy file (``config/strategies/*.json``) or an inline object."""
+    where = str(path)
+    data = load_json(path) if entry is None else entry
+    s = Section(data, where)
+    target = s.str("class")
+    module_name, _, cls_name = target.partition(":")
+    if not cls_name:
+        raise s.fail("class", f"must look like 'package.module:ClassName', got {target!r}")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as exc:
+        raise s.fail("class", f"cannot import {target!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise s.fail("class", f"{target!r} is not a Strategy subclass")
+    params = s.raw("params", {})
+    if not isinstance(params, dict):
+        raise s.fail("params", "must be an object")
+    return StrategySpec(s.str("strategy_id"), cls, s.str("venue"), s.str_list("symbols"), params, where)
+
+
+def parse_time(value: Any, s: Section, key: str) -> int | None:
+    """ns since epoch from an int (ns) or an ISO-8601 string (UTC when no offset)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        import pandas as pd
+
+        try:
+            ts = pd.Timestamp(value)
+        except ValueError:
+            raise s.fail(key, f"not a time: {value!r} (use ISO-8601 like 2024-08-08T23:55:00Z or ns)") from None
+        if ts.tzinfo is None:
+            ts = ts.tz_localize("UTC")
+        return int(ts.value)
+    raise s.fail(key, f"must be ISO-8601 text or integer ns, got {value!r}")
+
+
+def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> RunSpec:
+    where = str(path)
+    root = Section(load_json(path), where)
+    base = Path(path).resolve().parent
+    o = overrides or {}
+    data = root.section("data", required=True)
+    data_root = resolve_path(o.get("data") or data.str("root"), base)
+    start = parse_time(o.get("from", data.raw("from", None)), data, "from")
+    end = parse_time(o.get("to", data.raw("to", None)), data, "to")
+    if start is not None and end is not None and end <= start:
+        raise data.fail("to", "must be after 'from'")
+    balances_raw = root.raw("balances", {})
+    if not isinstance(balances_raw, dict):
+        raise root.fail("balances", "must be an object of venue -> {asset: amount}")
+    balances: dict[str, dict[str, float]] = {}
+    for venue, assets in balances_raw.items():
+        sec = Section(assets, where, f"balances.{venue}")
+        balances[venue] = {a: sec.number(a, minimum=0) for a in assets}
+    risk_raw = root.raw("risk", {})
+    risk = RiskLimits.from_dict(risk_raw, where)
+    strategy_risk: dict[str, Any] = {}
+    strategies: list[StrategySpec] = []
+    entries = root.raw("strategies")
+    if not isinstance(entries, list) or not entries:
+        raise root.fail("strategies", "must be a non-empty list of strategy config paths or objects")
+    for i, entry in enumerate(entries):
+        if isinstance(entry, str):
+            spec = load_strategy(resolve_path(entry, base))
+        elif isinstance(entry, dict):
+            spec = load_strategy(f"{where}#strategies[{i}]", entry)
+        else:
+            raise root.fail(f"strategies[{i}]", "must be a path or an object")
+        strategies.append(spec)
+    for sid, limits in root.raw("strategy_risk", {}).items():
+        # partial overrides: fields a strategy leaves out follow the global limits
+        strategy_risk[sid] = RiskLimits.parse_updates(limits, f"{where}#strategy_risk.{sid}")
+    out = root.section("output")
+    instruments = root.raw("instruments", None)
+    return RunSpec(
+        path=where,
+        name=root.str("name", Path(path).stem),
+        seed=root.int("seed", 0),
+        data_root=data_root,
+        venue=data.raw("venue", None),
+        symbols=data.str_list("symbols") if data.has("symbols") else None,
+        start_ns=start,
+        end_ns=end,
+        instruments_path=resolve_path(instruments, base) if instruments else None,
+        balances=balances,
+        risk=risk,
+        strategy_risk=strategy_risk,
+        strategies=strategies,
+        sim=root.section("sim"),
+        runs_root=resolve_path(o.get("runs_root") or out.str("runs_root", "runs"), base),
+        mark_interval_ns=int(out.number("mark_interval_ms", 1000, minimum=0) * 1_000_000),
+        raw=root.data,
+    )

@@ -1,0 +1,123 @@
+"""Order manager: the state machine, client ids, rounding, local filter and risk rejections."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from engine.model import OrderStatus, Side
+from engine.oms import can_transition
+from engine.strategy import Strategy
+
+from simkit import INST, MS, Rows, run
+
+S = OrderStatus
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "ok"),
+    [
+        (S.PENDING, S.OPEN, True),
+        (S.PENDING, S.REJECTED, True),
+        (S.PENDING, S.FILLED, True),
+        (S.OPEN, S.PARTIALLY_FILLED, True),
+        (S.OPEN, S.CANCELED, True),
+        (S.OPEN, S.EXPIRED, True),
+        (S.PARTIALLY_FILLED, S.PARTIALLY_FILLED, True),
+        (S.PARTIALLY_FILLED, S.FILLED, True),
+        (S.OPEN, S.REJECTED, False),
+        (S.OPEN, S.PENDING, False),
+        (S.FILLED, S.CANCELED, False),
+        (S.CANCELED, S.OPEN, False),
+        (S.REJECTED, S.OPEN, False),
+        (S.EXPIRED, S.FILLED, False),
+    ],
+)
+def test_state_machine_table(old, new, ok):
+    assert can_transition(old, new) is ok
+
+
+class Lifecycle(Strategy):
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.done = False
+        self.history: dict[str, list[str]] = {}
+        self.orders = []
+
+    def on_book(self, book) -> None:
+        if self.done:
+            return
+        self.done = True
+        for spec in self.params["orders"]:
+            side = Side.BUY if spec[0] == "buy" else Side.SELL
+            self.orders.append(self.submit_limit(side, spec[1], spec[2]))
+        if self.params.get("modify"):
+            self.set_timer("modify", 5 * MS, repeat=False)
+
+    def on_timer(self, name, ts) -> None:
+        self.orders.append(self.modify(self.orders[0], price=self.params["modify"]))
+
+    def on_order_update(self, order) -> None:
+        self.history.setdefault(order.client_order_id, []).append(order.status.value)
+
+
+def book() -> Rows:
+    return Rows().snapshot(0, [(1000, 5)], [(1001, 5)])
+
+
+def test_full_life_pending_open_partial_filled_and_the_log_records_each_stage(tmp_path):
+    rows = book().trade(10 * MS, -1, 1000, 7).trade(20 * MS, -1, 1000, 2)
+    res = run(rows, Lifecycle, {"orders": [("buy", 100.0, 0.004)]}, run_dir=tmp_path / "run")
+    s = res.engine.strategies["s1"]
+    cid = s.orders[0].client_order_id
+    assert cid == "s1-1"
+    assert s.history[cid] == ["open", "partially_filled", "filled"]
+    orders = pq.read_table(tmp_path / "run" / "orders.parquet").to_pylist()
+    events = [r["event"] for r in orders if r["client_order_id"] == cid]
+    assert events == ["submit", "accepted", "partially_filled", "filled"]
+    acc = next(r for r in orders if r["event"] == "accepted")
+    assert acc["ts_decided"] == 0 and acc["ts_sent"] == 0 and acc["ts_acked"] == 3 * MS
+    fills = pq.read_table(tmp_path / "run" / "fills.parquet").to_pylist()
+    assert [round(f["qty"], 3) for f in fills] == [0.002, 0.002]
+    assert fills[-1]["position_after"] == pytest.approx(0.004)
+    risk = pq.read_table(tmp_path / "run" / "risk.parquet").to_pylist()
+    assert risk and risk[0]["passed"] is True
+
+
+def test_modify_on_a_venue_without_amend_is_cancel_replace():
+    rows = book().delta(40 * MS, [(1, 1000, 6)])
+    res = run(rows, Lifecycle, {"orders": [("buy", 100.0, 0.002)], "modify": 99.9})
+    s = res.engine.strategies["s1"]
+    first, replacement = s.orders
+    assert replacement.replaces == first.client_order_id
+    assert first.status is S.CANCELED
+    assert replacement.status is S.OPEN and INST.price(replacement.price) == pytest.approx(99.9)
+
+
+def test_lot_size_and_notional_filters_reject_locally_before_sending():
+    rows = book().delta(40 * MS, [(1, 1000, 6)])
+    res = run(rows, Lifecycle, {"orders": [("buy", 100.0, 0.0004)]})
+    o = res.engine.strategies["s1"].orders[0]
+    assert o.status is S.REJECTED and o.reason == "Filter failure: LOT_SIZE"
+    assert res.engine.venues["testex"].orders_received == 0
+
+
+def test_risk_rejection_carries_the_guides_wording(tmp_path):
+    rows = book().delta(40 * MS, [(1, 1000, 6)])
+    res = run(
+        rows, Lifecycle, {"orders": [("buy", 100.0, 0.5)]}, run_dir=tmp_path / "r", risk={"max_order_size_usd": 10}
+    )
+    o = res.engine.strategies["s1"].orders[0]
+    assert o.status is S.REJECTED
+    assert o.reason == "Risk check failed: Order size too large"
+    risk = pq.read_table(tmp_path / "r" / "risk.parquet").to_pylist()
+    assert risk[0]["passed"] is False and risk[0]["check"] == "max_order_size"
+    log = (tmp_path / "r" / "logs" / "risk.log").read_text()
+    assert "Risk check failed: Order size too large" in log
+
+
+def test_price_rounds_to_tick_in_the_safe_direction():
+    rows = book().delta(40 * MS, [(1, 1000, 6)])
+    res = run(rows, Lifecycle, {"orders": [("buy", 99.97, 0.001), ("sell", 100.13, 0.001)]})
+    buy, sell = res.engine.strategies["s1"].orders
+    assert buy.price == 999 and sell.price == 1002
