@@ -53,6 +53,7 @@ M_FILL = 4
 M_CROSSED = 8
 M_BAD = 16
 M_FULL = 32
+M_GAP = 64  # a book-reset row: the importer saw the venue's update chain break
 
 K_SNAPSHOT = 0
 K_DELTA = 1
@@ -168,6 +169,15 @@ def run_rows(
         if k != K_SNAPSHOT and k != K_DELTA:
             i += 1  # bbo oracle rows never touch the book
             continue
+        if k == K_SNAPSHOT and price[i] == 0 and size[i] == 0 and st[s, ST_IN_SNAP] == 0:
+            # reset row: the book is unknown until the next snapshot
+            clear_book(lad, cnt, dead, meta, s)
+            st[s, ST_VALID] = 0
+            st[s, ST_LAST_BID] = 0
+            st[s, ST_LAST_ASK] = 0
+            mask |= M_GAP
+            i += 1
+            break
         if k == K_SNAPSHOT and st[s, ST_IN_SNAP] == 0:
             clear_book(lad, cnt, dead, meta, s)
             st[s, ST_IN_SNAP] = 1

@@ -201,6 +201,18 @@ class ReplayDriver:
                     "bad_level",
                     f"row price={int(price[row])} size={int(size[row])} seq={int(sequence[row])}",
                 )
+            if mask & K.M_GAP:
+                book.valid = False
+                book.refresh_top()
+                if engine is not None:
+                    engine.incident(
+                        t,
+                        book.venue,
+                        book.symbol,
+                        "sequence_gap",
+                        f"update chain broken in the recorded data before seq={int(sequence[row])}; "
+                        "book invalid until the next snapshot",
+                    )
             if mask & K.M_FILL:
                 stats.fill_wakes += 1
                 dispatch_kernel_fills(resting, self.fills, int(out[K.O_NFILLS]), t)

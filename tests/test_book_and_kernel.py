@@ -86,3 +86,20 @@ def test_queue_model_worked_examples_from_the_docs():
     assert queue_after_level_change(PROB, 2.0, 10, 20, 14, 6) == 10
     # growth behind us never moves us
     assert queue_after_level_change(PROB, 2.0, 10, 20, 30, 0) == 10
+
+
+def test_reset_row_invalidates_the_book_until_the_next_snapshot(tmp_path):
+    rows = (
+        Rows()
+        .snapshot(0, [(1000, 5)], [(1001, 2)])
+        .delta(1 * MS, [(1, 1000, 6)])
+        .snapshot(2 * MS, [(0, 0)], [])  # the importer's reset row
+        .delta(3 * MS, [(1, 1000, 7)])  # must not be shown: no snapshot yet
+        .snapshot(4 * MS, [(990, 1)], [(995, 1)])
+    )
+    res = run(rows, Watcher, run_dir=tmp_path / "r")
+    seen = res.engine.strategies["s1"].seen
+    assert [s[0] for s in seen] == [0, 1 * MS, 4 * MS]
+    inc = pq.read_table(tmp_path / "r" / "incidents.parquet").to_pylist()
+    assert [i["kind"] for i in inc] == ["sequence_gap"]
+    assert "Market data sequence gap" in (tmp_path / "r" / "logs" / "market_data.log").read_text()

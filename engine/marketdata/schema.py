@@ -17,7 +17,10 @@ Columns
 - ``seq_first`` int64: Binance ``U`` (first update id of the message); 0 when none
 - ``batch_end`` bool: last row of one venue message; a book is only published after such a row
 
-A snapshot batch (consecutive ``kind == 0`` rows) replaces the whole book. A ``bbo`` message is
+A snapshot batch (consecutive ``kind == 0`` rows) replaces the whole book: a snapshot starts at a
+``kind == 0`` row whose previous row of the same stream is not a snapshot row or ends a batch.
+A lone snapshot row with price 0 and size 0 is a *reset*: the importer saw the venue's update chain
+break, so the book is unknown (and must not be served) until the next real snapshot. A ``bbo`` message is
 two rows (bid then ask) and never touches the book; it is kept as a test oracle.
 Partitioning: ``<root>/venue=<venue>/symbol=<symbol>/date=<YYYY-MM-DD>/part-<n>.parquet`` where
 ``date`` is the UTC date of ``ts_recv``.

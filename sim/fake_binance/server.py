@@ -1,0 +1,688 @@
+"""``FakeBinance``: one aiohttp server on loopback speaking Binance spot's REST, market streams and WS API.
+
+    async with FakeBinance(data="../shared/data/real/binance_spot_hftbacktest", api_key=k, api_secret=s,
+                           speed=0) as fb:
+        fb.rest_url      # http://127.0.0.1:<port>        (REST base; paths /api/v3/...)
+        fb.ws_url        # ws://127.0.0.1:<port>          (market streams base; /ws/<stream>, /stream?streams=)
+        fb.ws_api_url    # ws://127.0.0.1:<port>/ws-api/v3
+
+Faults are methods (``drop_diffs``, ``disconnect``, ``silence``, ``fail_next_requests``,
+``set_clock_skew``, ``set_ack_delay``, ``lose_next_acks``, ``server_shutdown``) and, for a server run
+by hand, POST endpoints under ``/_fake/`` (see the package README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+from aiohttp import web
+
+from engine.book import Book, BookSet
+from engine.model import Instrument, canonical_symbol
+from sim.fake_binance import errors as E
+from sim.fake_binance.capture import Capture, load_capture
+from sim.fake_binance.errors import BinanceError
+from sim.fake_binance.exchange import Exchange, cancel_json, new_order_json, query_json
+from sim.fake_binance.ratelimit import RateLimiter
+from sim.fake_binance.replay import Replayer
+from sim.fake_binance.signing import check_timestamp, rest_payload, verify
+from sim.fake_binance.streams import StreamConnection, StreamHub
+from sim.fake_binance.symbols import DEFAULT_SPECS, SCALE, SymbolSpec, exchange_info, fmt, generic_spec
+from sim.fake_binance.ws_api import ApiConnection, WsApi
+from sim.queue import model_code
+
+log = logging.getLogger(__name__)
+
+ENV_KEY = "HFT_FAKE_BINANCE_KEY"
+ENV_SECRET = "HFT_FAKE_BINANCE_SECRET"
+DEFAULT_BALANCES = {"BTC": "1", "ETH": "10", "USDT": "100000"}
+START_MODES = ("subscribe", "now", "manual")
+LOST_ACK_MODES = ("drop", "timeout")
+_JSON = "application/json;charset=UTF-8"
+_encode = msgspec.json.encode
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _scaled(name: str, value: Any) -> int:
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{name} {value!r} is not a number") from None
+    if not d.is_finite() or d < 0:
+        raise ValueError(f"{name} {value!r} must be a number >= 0")
+    return int(d * SCALE)
+
+
+def _depth_weight(limit: int) -> int:
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 25
+    if limit <= 1000:
+        return 50
+    return 250
+
+
+class FakeBinance:
+    """A fake Binance spot on loopback; ``start()``/``stop()`` or ``async with``.
+
+    ``data``: capture file(s) or a directory (None serves empty books). ``speed``: replay pacing,
+    0/"max" = as fast as readers take it. ``start``: "subscribe" | "now" | "manual" (see ``advance``).
+    Keys default to ``HFT_FAKE_BINANCE_KEY``/``HFT_FAKE_BINANCE_SECRET``, else a random pair.
+    Limits and timers default to Binance's (6000 weight/min, 50 orders/10 s, ping 20 s, pong 60 s,
+    24 h lifetime, 5 incoming messages/s) and can be shortened for tests.
+    """
+
+    def __init__(
+        self,
+        data: str | Path | list[str | Path] | None = None,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        speed: float | str = 1.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        balances: Mapping[str, Any] | None = None,
+        maker_fee: Any = "0.001",
+        taker_fee: Any = "0.001",
+        weight_limit: int = 6000,
+        orders_per_10s: int = 50,
+        orders_per_day: int = 160000,
+        ban_seconds: float = 120.0,
+        ping_interval: float = 20.0,
+        pong_timeout: float = 60.0,
+        max_lifetime: float = 24 * 3600.0,
+        max_incoming_per_s: int | None = 5,
+        max_connection_attempts: int = 300,
+        start: str = "subscribe",
+        restamp: bool = True,
+        queue_model: str = "risk_averse",
+        queue_power: float = 2.0,
+        max_records: int | None = None,
+        max_backlog: int = 100_000,
+        symbols: Mapping[str, SymbolSpec] | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not is_loopback(host):
+            raise ValueError(f"host {host!r} is not a loopback address; the fake binds loopback only")
+        if start not in START_MODES:
+            raise ValueError(f"start {start!r} must be one of {START_MODES}")
+        model_code(queue_model)  # fail now on an unknown queue model, not when the server starts
+        self.data = data
+        self.api_key = api_key or os.environ.get(ENV_KEY) or secrets.token_hex(32)
+        self.api_secret = api_secret or os.environ.get(ENV_SECRET) or secrets.token_hex(32)
+        self.speed = parse_speed(speed)
+        self.host = host
+        self.port = int(port)
+        self.balances_cfg = {a: _scaled(f"balance of {a}", v) for a, v in (balances or DEFAULT_BALANCES).items()}
+        self.maker_fee = _scaled("maker_fee", maker_fee)
+        self.taker_fee = _scaled("taker_fee", taker_fee)
+        self.ping_interval = float(ping_interval)
+        self.pong_timeout = float(pong_timeout)
+        self.max_lifetime = float(max_lifetime)
+        self.max_incoming_per_s = max_incoming_per_s
+        self.max_connection_attempts = int(max_connection_attempts)
+        self.start_mode = start
+        self.restamp = restamp
+        self.queue_model = queue_model
+        self.queue_power = queue_power
+        self.max_records = max_records
+        self.max_backlog = int(max_backlog)
+        self.extra_specs = dict(symbols or {})
+        self.seed = seed
+        self.limiter = RateLimiter(weight_limit, orders_per_10s, orders_per_day, ban_seconds)
+        self.hub = StreamHub()
+        self.ws_api = WsApi(self)
+        self._skew_ms = 0.0
+        self._skew_visible = True
+        self.ack_delay = 0.0
+        self._lost_acks: deque[str] = deque()
+        self._attempts: deque[float] = deque()
+        self.capture: Capture | None = None
+        self.specs: dict[str, SymbolSpec] = {}
+        self.books: dict[str, Book] = {}
+        self.exchange: Exchange
+        self.replayer: Replayer
+        self._runner: web.AppRunner | None = None
+        self._replay_task: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
+
+    # --- urls ---------------------------------------------------------------------------------
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self._url_host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self._url_host}:{self.port}"
+
+    @property
+    def ws_api_url(self) -> str:
+        return f"ws://{self._url_host}:{self.port}/ws-api/v3"
+
+    @property
+    def _url_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    # --- clocks -------------------------------------------------------------------------------
+    def now_ms(self) -> int:
+        """The server clock as clients see it (``/api/v3/time``, event times)."""
+        return int(time.time() * 1000 + (self._skew_ms if self._skew_visible else 0.0))
+
+    def validation_ms(self) -> float:
+        """The clock that signed requests' ``timestamp`` is checked against."""
+        return time.time() * 1000 + self._skew_ms
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> FakeBinance:
+        if self.data is not None:
+            self.capture = await asyncio.to_thread(load_capture, self.data, self.max_records)
+        self._build_market()
+        app = web.Application()
+        app.on_response_prepare.append(self._weight_headers)
+        self._routes(app)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        if self.capture is not None and self.start_mode != "manual":
+            if self.start_mode == "now":
+                self.replayer.started.set()
+            else:
+                self.hub.first_subscription = self.replayer.started
+            self._replay_task = asyncio.create_task(self.replayer.run())
+        log.info("fake binance listening on %s", self.rest_url)
+        return self
+
+    async def stop(self) -> None:
+        if self._replay_task is not None:
+            self._replay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replay_task
+        for task in list(self._background):
+            task.cancel()
+        for conn in list(self.hub.connections) + list(self.ws_api.connections):
+            conn.stop_tasks()
+            conn.abort()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeBinance:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _build_market(self) -> None:
+        specs = dict(DEFAULT_SPECS)
+        if self.capture is not None:
+            for sym in self.capture.symbols:
+                if sym not in specs:
+                    specs[sym] = generic_spec(sym)
+        specs.update(self.extra_specs)
+        self.specs = specs
+        bookset = BookSet(len(specs))
+        for i, (sym, spec) in enumerate(specs.items()):
+            inst = Instrument(
+                venue="binance",
+                symbol=canonical_symbol(sym),
+                venue_symbol=sym,
+                price_scale=8,
+                size_scale=8,
+                tick=spec.tick,
+                lot=spec.step,
+            )
+            self.books[sym] = Book(inst, bookset, i)
+        self.exchange = Exchange(
+            specs,
+            self.books,
+            self.balances_cfg,
+            self.maker_fee,
+            self.taker_fee,
+            self.now_ms,
+            self._user_events,
+            self.queue_model,
+            self.queue_power,
+            self.seed,
+        )
+        capture = self.capture if self.capture is not None else Capture([], {}, [])
+        self.replayer = Replayer(capture, self.books, self.exchange, self.hub, self.now_ms, self.speed, self.restamp)
+
+    def _user_events(self, events: list[dict]) -> None:
+        for ev in events:
+            self.ws_api.user_event(ev)
+
+    # --- replay controls (tests) --------------------------------------------------------------
+    def start_replay(self) -> None:
+        self.replayer.started.set()
+
+    def pause(self) -> None:
+        self.replayer.pause()
+
+    def resume(self) -> None:
+        self.replayer.resume()
+
+    async def advance(self, n: int | None = None, until: Callable[[], bool] | None = None) -> int:
+        """Apply the next ``n`` records now (use with ``start="manual"`` for deterministic tests)."""
+        return await self.replayer.advance(n, until)
+
+    @property
+    def replay_done(self) -> asyncio.Event:
+        return self.replayer.done
+
+    def book(self, symbol: str = "BTCUSDT") -> Book:
+        return self.books[symbol]
+
+    def last_update_id(self, symbol: str = "BTCUSDT") -> int:
+        return self.books[symbol].update_id
+
+    # --- faults -------------------------------------------------------------------------------
+    def drop_diffs(self, n: int = 1, symbol: str | None = None) -> None:
+        """The next ``n`` depth diffs are applied to the fake's book but not sent: a gap in ``U``/``u``."""
+        self.replayer.drop_diffs(n, symbol)
+
+    def disconnect(self, streams: bool = True, ws_api: bool = False, abrupt: bool = True) -> int:
+        """Drop connections (TCP abort, or a 1001 close frame with ``abrupt=False``); returns how many."""
+        conns = (list(self.hub.connections) if streams else []) + (list(self.ws_api.connections) if ws_api else [])
+        for conn in conns:
+            if abrupt:
+                conn.abort()
+            else:
+                self._spawn(conn.close(1001, "disconnected"))
+        return len(conns)
+
+    def silence(self, seconds: float, keep_replaying: bool = False) -> None:
+        self.replayer.silence(seconds, keep_replaying)
+
+    def fail_next_requests(self, n: int = 1, status: int = 429, retry_after: int = 1) -> None:
+        """Answer the next ``n`` REST / WS API requests with 429 (or 418) and ``Retry-After``."""
+        self.limiter.force(n, status, retry_after)
+
+    def set_clock_skew(self, ms: float, visible: bool = True) -> None:
+        """Move the server clock by ``ms``. ``visible=False`` keeps ``/api/v3/time`` true, so a client
+        that syncs its clock cannot avoid the -1021 answers."""
+        self._skew_ms = float(ms)
+        self._skew_visible = visible
+
+    def set_ack_delay(self, ms: float) -> None:
+        """Delay order responses (new, cancel, cancel-all) by ``ms`` after the order is processed."""
+        self.ack_delay = max(0.0, float(ms) / 1000.0)
+
+    def lose_next_acks(self, n: int = 1, mode: str = "drop") -> None:
+        """The next ``n`` order requests are executed but their response is lost.
+
+        ``drop``: REST drops the TCP connection without an answer, the WS API sends nothing.
+        ``timeout``: Binance's own signal for this case, HTTP 503 (WS API status 503) with
+        ``{"code":-1007,"msg":"Timeout waiting for response from backend server. Send status unknown;
+        execution status unknown."}``.
+        """
+        if mode not in LOST_ACK_MODES:
+            raise ValueError(f"lost-ack mode must be one of {LOST_ACK_MODES}, not {mode!r}")
+        self._lost_acks.extend([mode] * int(n))
+
+    def server_shutdown(self, close_after: float = 1.0) -> None:
+        """Send ``serverShutdown`` on every connection, then close them all ``close_after`` s later."""
+        event = {"e": "serverShutdown", "E": self.now_ms()}
+        self.hub.broadcast(_encode(event))
+        for conn in self.ws_api.connections:
+            conn.send(_encode({"event": event}))
+
+        async def close_all() -> None:
+            await asyncio.sleep(close_after)
+            for conn in list(self.hub.connections) + list(self.ws_api.connections):
+                await conn.close(1001, "server shutdown")
+
+        self._spawn(close_all())
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def deliver_ack(self, send: Callable[[], None], send_timeout: Callable[[], None]) -> None:
+        """Send (or delay, or lose) a WS API order response."""
+        mode = self._lost_acks.popleft() if self._lost_acks else None
+        if mode == "drop":
+            return
+        fn = send_timeout if mode == "timeout" else send
+        if self.ack_delay > 0:
+            asyncio.get_running_loop().call_later(self.ack_delay, fn)
+        else:
+            fn()
+
+    def status(self) -> dict:
+        r = self.replayer
+        return {
+            "position": r.pos,
+            "records": len(r.records),
+            "done": r.done.is_set(),
+            "last_update_id": dict(r.last_update_id),
+            "diffs_dropped": r.diffs_dropped,
+            "frames_published": self.hub.frames_published,
+            "stream_connections": len(self.hub.connections),
+            "ws_api_connections": len(self.ws_api.connections),
+            "used_weight_1m": self.limiter.used_weight(),
+            "open_orders": len(self.exchange.open_orders({})),
+        }
+
+    # --- shared request helpers ---------------------------------------------------------------
+    def depth_weight(self, params: dict[str, str]) -> int:
+        raw = params.get("limit", "100")
+        return _depth_weight(min(int(raw), 5000)) if raw.isdigit() else 5
+
+    def _symbol(self, params: dict[str, str]) -> str:
+        symbol = params.get("symbol")
+        if not symbol:
+            raise E.mandatory("symbol")
+        if symbol not in self.specs:
+            raise E.bad_symbol()
+        return symbol
+
+    def depth_json(self, params: dict[str, str]) -> dict:
+        symbol = self._symbol(params)
+        raw = params.get("limit", "100")
+        if not raw.isdigit():
+            raise E.illegal_chars("limit", E.INTEGER_RANGE)
+        limit = max(1, min(int(raw), 5000))
+        return self.replayer.depth_json(symbol, limit)
+
+    def exchange_info_json(self, params: dict[str, str]) -> dict:
+        only = None
+        if params.get("symbol"):
+            only = [self._symbol(params)]
+        elif params.get("symbols"):
+            try:
+                only = json.loads(params["symbols"])
+            except ValueError:
+                raise BinanceError(
+                    -1100,
+                    "Illegal characters found in parameter 'symbols'; legal range is "
+                    '\'^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$\'.',
+                ) from None
+            if not isinstance(only, list) or any(s not in self.specs for s in only):
+                raise E.bad_symbol()
+        return exchange_info(self.specs, self.limiter.exchange_limits(), self.now_ms(), only)
+
+    def book_ticker_json(self, params: dict[str, str]) -> dict:
+        symbol = self._symbol(params)
+        b = self.books[symbol]
+        return {
+            "symbol": symbol,
+            "bidPrice": fmt(b.best_bid_fixed),
+            "bidQty": fmt(b.best_bid_size_fixed),
+            "askPrice": fmt(b.best_ask_fixed),
+            "askQty": fmt(b.best_ask_size_fixed),
+        }
+
+    # --- REST ---------------------------------------------------------------------------------
+    def _routes(self, app: web.Application) -> None:
+        ex = lambda: self.exchange  # noqa: E731 - the exchange is built at start
+        r = app.router
+        r.add_get("/api/v3/ping", self._rest(lambda p: {}, 1))
+        r.add_get("/api/v3/time", self._rest(lambda p: {"serverTime": self.now_ms()}, 1))
+        r.add_get("/api/v3/exchangeInfo", self._rest(self.exchange_info_json, 20))
+        r.add_get("/api/v3/depth", self._rest(self.depth_json, self.depth_weight))
+        r.add_get("/api/v3/ticker/bookTicker", self._rest(self.book_ticker_json, 2))
+        r.add_get(
+            "/api/v3/account",
+            self._rest(lambda p: ex().account_json(p.get("omitZeroBalances") == "true"), 20, signed=True),
+        )
+        r.add_post("/api/v3/order", self._rest(self._new_order, 1, signed=True, orders=True, ack=True))
+        r.add_post("/api/v3/order/test", self._rest(lambda p: (ex().validate(p), {})[1], 1, signed=True))
+        r.add_delete("/api/v3/order", self._rest(lambda p: cancel_json(*ex().cancel(p)), 1, signed=True, ack=True))
+        r.add_get("/api/v3/order", self._rest(lambda p: query_json(ex().query(p)), 4, signed=True))
+        r.add_get(
+            "/api/v3/openOrders",
+            self._rest(
+                lambda p: [query_json(o) for o in ex().open_orders(p)],
+                lambda p: 6 if p.get("symbol") else 80,
+                signed=True,
+            ),
+        )
+        r.add_delete(
+            "/api/v3/openOrders",
+            self._rest(lambda p: [cancel_json(o, c) for o, c in ex().cancel_all(p)], 1, signed=True, ack=True),
+        )
+        r.add_get("/api/v3/myTrades", self._rest(lambda p: ex().my_trades(p), 20, signed=True))
+        r.add_get("/ws", self._ws_stream)
+        r.add_get("/ws/{streams:.*}", self._ws_stream)
+        r.add_get("/stream", self._ws_stream)
+        r.add_get("/ws-api/v3", self._ws_api)
+        r.add_get("/_fake/status", self._admin)
+        r.add_post("/_fake/{action}", self._admin)
+
+    async def _weight_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Every HTTP answer carries the IP's used weight, as Binance's do (404s included)."""
+        for name, value in self.limiter.headers().items():
+            response.headers.setdefault(name, value)
+
+    def _new_order(self, params: dict[str, str]) -> dict:
+        self.limiter.check_orders()
+        order, resp_type = self.exchange.place(params)
+        self.limiter.count_order()
+        return new_order_json(order, resp_type)
+
+    def _json(
+        self, body: bytes, status: int = 200, orders: bool = False, retry_after: int | None = None
+    ) -> web.Response:
+        headers = self.limiter.headers(orders)
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        return web.Response(body=body, status=status, headers=headers, content_type="application/json", charset="UTF-8")
+
+    async def _read_params(self, request: web.Request) -> tuple[dict[str, str], str, str]:
+        raw_q = request.rel_url.raw_query_string
+        raw_b = ""
+        if request.can_read_body:
+            body = await request.read()
+            if body and request.content_type != "application/json":
+                raw_b = body.decode("utf-8", "replace")
+        params: dict[str, str] = {}
+        for k, v in parse_qsl(raw_q, keep_blank_values=True) + parse_qsl(raw_b, keep_blank_values=True):
+            if k in params:
+                raise BinanceError(-1101, "Duplicate values for a parameter detected.")
+            params[k] = v
+        return params, raw_q, raw_b
+
+    def _authenticate(self, request: web.Request, params: dict[str, str], raw_q: str, raw_b: str) -> None:
+        key = request.headers.get("X-MBX-APIKEY")
+        if not key:
+            raise BinanceError(-2014, E.MSG_KEY_FORMAT, 401)
+        if key != self.api_key:
+            raise BinanceError(-2015, E.MSG_KEY_REJECTED, 401)
+        check_timestamp(params, self.validation_ms())
+        signature = params.get("signature")
+        if not signature:
+            raise E.mandatory("signature")
+        if not verify(self.api_secret, rest_payload(raw_q, raw_b), signature):
+            raise BinanceError(-1022, E.MSG_BAD_SIGNATURE)
+
+    def _rest(
+        self,
+        fn: Callable[[dict[str, str]], Any],
+        weight: int | Callable[[dict[str, str]], int],
+        signed: bool = False,
+        orders: bool = False,
+        ack: bool = False,
+    ):
+        async def handler(request: web.Request) -> web.Response:
+            try:
+                params, raw_q, raw_b = await self._read_params(request)
+                self.limiter.charge(weight(params) if callable(weight) else weight)
+                if signed:
+                    self._authenticate(request, params, raw_q, raw_b)
+                result = fn(params)
+            except BinanceError as err:
+                return self._json(_encode(err.body()), err.status, orders, err.retry_after)
+            body = _encode(result)
+            if not ack:
+                return self._json(body, 200, orders)
+            mode = self._lost_acks.popleft() if self._lost_acks else None
+            if self.ack_delay > 0:
+                await asyncio.sleep(self.ack_delay)
+            if mode == "drop":
+                if request.transport is not None:
+                    request.transport.abort()
+                raise asyncio.CancelledError  # the response is gone with the connection
+            if mode == "timeout":
+                err = BinanceError(-1007, E.MSG_TIMEOUT, 503)
+                return self._json(_encode(err.body()), err.status, orders)
+            return self._json(body, 200, orders)
+
+        return handler
+
+    # --- WebSocket endpoints --------------------------------------------------------------------
+    def _connection_allowed(self) -> bool:
+        """Binance: 300 connection attempts per 5 minutes per IP."""
+        now = time.monotonic()
+        q = self._attempts
+        q.append(now)
+        while q and now - q[0] > 300:
+            q.popleft()
+        return len(q) <= self.max_connection_attempts
+
+    def _conn_kw(self) -> dict:
+        return {
+            "ping_interval": self.ping_interval,
+            "pong_timeout": self.pong_timeout,
+            "max_lifetime": self.max_lifetime,
+            "max_backlog": self.max_backlog,
+        }
+
+    async def _ws_stream(self, request: web.Request) -> web.StreamResponse:
+        if not self._connection_allowed():
+            return web.Response(status=429, text="Too many connection attempts")
+        if request.path.startswith("/stream"):
+            streams = [s for s in request.query.get("streams", "").split("/") if s]
+            combined = True
+        else:
+            streams = [s for s in request.match_info.get("streams", "").split("/") if s]
+            combined = False
+        ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=1 << 20)
+        conn = StreamConnection(
+            ws, request.transport, combined=combined, max_incoming_per_s=self.max_incoming_per_s, **self._conn_kw()
+        )
+        # subscribed before the handshake completes: a client that is connected is already listening
+        self.hub.add(conn, streams)
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            self.hub.remove(conn)
+            raise
+        conn.start()
+
+        async def on_text(text: str) -> None:
+            conn.send(self.hub.control(conn, text))
+
+        try:
+            await conn.receive_loop(on_text, conn.count_incoming)
+        finally:
+            self.hub.remove(conn)
+            await conn.close(1000)
+            conn.stop_tasks()
+        return ws
+
+    async def _ws_api(self, request: web.Request) -> web.StreamResponse:
+        if not self._connection_allowed():
+            return web.Response(status=429, text="Too many connection attempts")
+        try:
+            self.limiter.charge(2)  # connecting to the WS API costs 2 weight
+        except BinanceError as err:
+            return self._json(_encode(err.body()), err.status, retry_after=err.retry_after)
+        ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=1 << 20)
+        show = request.query.get("returnRateLimits", "true").lower() != "false"
+        conn = ApiConnection(ws, request.transport, return_rate_limits=show, **self._conn_kw())
+        await ws.prepare(request)
+        conn.start()
+        self.ws_api.connections.add(conn)
+
+        async def on_text(text: str) -> None:
+            await self.ws_api.handle_text(conn, text)
+
+        try:
+            await conn.receive_loop(on_text)
+        finally:
+            self.ws_api.connections.discard(conn)
+            await conn.close(1000)
+            conn.stop_tasks()
+        return ws
+
+    # --- admin (for a server run by hand; not part of Binance's API) ----------------------------
+    async def _admin(self, request: web.Request) -> web.Response:
+        action = request.match_info.get("action", "status")
+        q = request.query
+        try:
+            if action == "status":
+                pass
+            elif action == "drop_diffs":
+                self.drop_diffs(int(q.get("n", "1")), q.get("symbol"))
+            elif action == "disconnect":
+                self.disconnect(
+                    streams=q.get("streams", "true") == "true",
+                    ws_api=q.get("ws_api", "false") == "true",
+                    abrupt=q.get("abrupt", "true") == "true",
+                )
+            elif action == "silence":
+                self.silence(float(q["seconds"]), q.get("keep_replaying", "false") == "true")
+            elif action == "fail_requests":
+                self.fail_next_requests(
+                    int(q.get("n", "1")), int(q.get("status", "429")), int(q.get("retry_after", "1"))
+                )
+            elif action == "clock_skew":
+                self.set_clock_skew(float(q["ms"]), q.get("visible", "true") == "true")
+            elif action == "ack_delay":
+                self.set_ack_delay(float(q["ms"]))
+            elif action == "lose_acks":
+                self.lose_next_acks(int(q.get("n", "1")), q.get("mode", "drop"))
+            elif action == "server_shutdown":
+                self.server_shutdown(float(q.get("close_after", "1")))
+            elif action == "pause":
+                self.pause()
+            elif action == "resume":
+                self.resume()
+            else:
+                return web.json_response({"error": f"unknown action {action!r}"}, status=404)
+        except (KeyError, ValueError) as exc:
+            return web.json_response({"error": f"bad parameters for {action}: {exc}"}, status=400)
+        return web.json_response(self.status())
+
+
+def parse_speed(speed: float | str) -> float:
+    """``1`` = real time, ``10`` = ten times faster, ``0`` or ``"max"`` = as fast as clients read."""
+    if isinstance(speed, str):
+        if speed.strip().lower() in ("max", "0"):
+            return 0.0
+        try:
+            speed = float(speed)
+        except ValueError:
+            raise ValueError(f"speed {speed!r} must be a number or 'max'") from None
+    if speed < 0:
+        raise ValueError(f"speed {speed} must be >= 0")
+    return float(speed)
+
+
+__all__ = ["ENV_KEY", "ENV_SECRET", "FakeBinance", "parse_speed"]
