@@ -263,6 +263,16 @@ def set_level(lad, keys, sizes, cnt, dead, meta, b, s, price, size) -> int:
 
 
 @nb.njit(cache=True, nogil=True)
+def set_levels(lad, keys, sizes, cnt, dead, meta, b, s, levels, start) -> int:
+    """Apply ``levels[start:]`` ((price, size) rows) to one side; returns the index it stopped at
+    (``len(levels)`` when done, earlier when the overflow is full and must grow)."""
+    for i in range(start, levels.shape[0]):
+        if set_level(lad, keys, sizes, cnt, dead, meta, b, s, levels[i, 0], levels[i, 1]) == FULL:
+            return i
+    return levels.shape[0]
+
+
+@nb.njit(cache=True, nogil=True)
 def _best_tick_any(lad, keys, sizes, cnt, meta, b) -> int:
     """A tick index near the top of the book, to centre a new window on."""
     bp = best_price(lad, keys, sizes, cnt, meta, b, 0)
@@ -484,6 +494,19 @@ class Book:
         s = BID if side > 0 else ASK
         bs = self.books
         while set_level(bs.lad, bs.keys, bs.sizes, bs.cnt, bs.dead, bs.meta, self.idx, s, price, size) == FULL:
+            bs.grow()
+
+    def apply_levels(self, side: int, levels: np.ndarray) -> None:
+        """Apply a whole side of one venue message at once: ``levels`` is int64 (n, 2) of
+        (price, size). One compiled call instead of one Python call per level (the live hot path)."""
+        s = BID if side > 0 else ASK
+        bs = self.books
+        n = levels.shape[0]
+        i = 0
+        while True:
+            i = set_levels(bs.lad, bs.keys, bs.sizes, bs.cnt, bs.dead, bs.meta, self.idx, s, levels, i)
+            if i >= n:
+                return
             bs.grow()
 
     def apply_snapshot(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:

@@ -90,13 +90,18 @@ def parse_time(value: Any, s: Section, key: str) -> int | None:
     raise s.fail(key, f"must be ISO-8601 text or integer ns, got {value!r}")
 
 
-def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> RunSpec:
+def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mode: str = "backtest") -> RunSpec:
+    """A backtest config (``data`` section required) or a paper/live config (``exchange`` instead)."""
     where = str(path)
     root = Section(load_json(path), where)
     base = Path(path).resolve().parent
     o = overrides or {}
-    data = root.section("data", required=True)
-    data_root = resolve_path(o.get("data") or data.str("root"), base)
+    data = root.section("data", required=mode == "backtest")
+    if mode == "backtest":
+        data_root = resolve_path(o.get("data") or data.str("root"), base)
+    else:
+        root.str("exchange")
+        data_root = resolve_path(root.str("exchange"), base)
     start = parse_time(o.get("from", data.raw("from", None)), data, "from")
     end = parse_time(o.get("to", data.raw("to", None)), data, "to")
     if start is not None and end is not None and end <= start:

@@ -1,0 +1,111 @@
+"""venues/common: backoff with jitter, the connection-attempt window, weight windows, Retry-After."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from venues.common.backoff import AttemptWindow, BackoffSettings, ExponentialBackoff, ReconnectPolicy
+from venues.common.ratelimit import RequestLimiter, RetryAfterGate, WeightWindow
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_backoff_grows_caps_and_jitters() -> None:
+    b = ExponentialBackoff(BackoffSettings(initial_s=0.5, max_s=8.0, factor=2.0, jitter=0.0))
+    assert [b.next_delay() for _ in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    b.reset()
+    assert b.next_delay() == 0.5
+    j = ExponentialBackoff(BackoffSettings(initial_s=1.0, max_s=1.0, jitter=0.5), random.Random(3))
+    delays = [j.next_delay() for _ in range(200)]
+    assert all(0.5 <= x <= 1.0 for x in delays) and len(set(delays)) > 100
+    with pytest.raises(ValueError):
+        BackoffSettings(jitter=2.0)
+
+
+def test_attempt_window() -> None:
+    c = Clock()
+    w = AttemptWindow(3, 10.0, c)
+    for _ in range(3):
+        assert w.wait_time() == 0
+        w.record()
+        c.t += 1
+    assert w.wait_time() == pytest.approx(7.0)  # the first attempt leaves the window at t0 + 10
+    c.t += 7
+    assert w.wait_time() == 0 and w.count() == 2
+
+
+def test_reconnect_storm_stays_within_300_per_5_minutes() -> None:
+    """A server that refuses every connection for an hour: the policy never lets more than 300
+    attempts into any 300 s window (Binance's per-IP limit), even with no backoff at all."""
+    c = Clock()
+    s = BackoffSettings(initial_s=0.0, max_s=0.0, jitter=0.0, max_attempts_per_window=300, window_s=300.0)
+    p = ReconnectPolicy(s, random.Random(1), clock=c)
+    attempts: list[float] = []
+    while c.t < 1000.0 + 3600:
+        c.t += p.next_delay()
+        while (w := p.window.wait_time()) > 0:
+            c.t += w
+        p.record_attempt()
+        attempts.append(c.t)
+    j = 0
+    for i, t in enumerate(attempts):
+        while attempts[j] <= t - 300.0:
+            j += 1
+        assert i - j + 1 <= 300
+    assert len(attempts) >= 300 * 11  # it still retries as fast as allowed
+
+
+def test_policy_first_attempt_immediate_then_backoff() -> None:
+    c = Clock()
+    p = ReconnectPolicy(BackoffSettings(initial_s=1.0, max_s=4.0, jitter=0.0), clock=c)
+    assert p.next_delay() == 0.0
+    assert [p.next_delay() for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]
+    p.on_connected()
+    p.immediate()
+    assert p.next_delay() == 0.0 and p.next_delay() == 1.0
+
+
+def test_weight_window_sliding_and_observe() -> None:
+    c = Clock()
+    w = WeightWindow("REQUEST_WEIGHT 1M", 100, 60.0, c)
+    w.consume(60)
+    c.t += 30
+    w.consume(40)
+    assert w.wait_time(1) == pytest.approx(30.0)  # the first 60 leave at t0 + 60
+    assert w.wait_time(61) == pytest.approx(60.0)  # needs both entries gone
+    c.t += 30
+    assert w.used == 40 and w.wait_time(60) == 0
+    w.observe(90)  # the venue saw 50 more than we sent
+    assert w.used == 90 and w.wait_time(20) > 0
+    w.observe(10)  # lower than ours: our own booking stands
+    assert w.used == 90
+    with pytest.raises(ValueError, match="exceeds"):
+        w.wait_time(101)
+
+
+async def test_limiter_waits_and_reports() -> None:
+    c = Clock()
+    slept: list[float] = []
+    waits = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+        c.t += s
+
+    gate = RetryAfterGate(c)
+    lim = RequestLimiter({"weight": [WeightWindow("W", 10, 60.0, c)]}, gate=gate, on_wait=waits.append, sleep=sleep)
+    assert await lim.acquire({"weight": 10}) == 0.0
+    waited = await lim.acquire({"weight": 5})
+    assert waited == pytest.approx(60.0, abs=0.01) and waits[0].limit == "W"
+    gate.block(5.0, "HTTP 429")
+    assert lim.wait_time({"weight": 1}).limit == "retry-after"
+    await lim.acquire({"weight": 1})
+    assert slept[-1] == pytest.approx(5.0, abs=0.01) and gate.wait_time() == 0

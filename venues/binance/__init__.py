@@ -1,0 +1,1 @@
+"""Binance spot live adapter: market data, signed REST, WebSocket API user stream, execution."""

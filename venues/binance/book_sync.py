@@ -1,0 +1,227 @@
+"""Binance spot's documented local order book procedure, for one symbol.
+
+1. Buffer diff-depth events; ask for a REST snapshot.
+2. Drop buffered events with ``u <= lastUpdateId``; the first one applied must straddle the
+   snapshot (``U <= lastUpdateId + 1 <= u``). If even the oldest buffered event starts after
+   ``lastUpdateId + 1`` the snapshot is too old: fetch another.
+3. From then on every event must continue the chain, ``U == previous u + 1``; anything else is a
+   sequence gap: logged as ``Market data sequence gap``, counted, raised as an incident, the book
+   marked invalid and rebuilt from a new snapshot.
+
+Spot diff depth has no ``pu`` field (that is futures), so continuity is checked on ``U``.
+The book is shown to the engine (``on_book``) only after a whole message is applied, and only
+while it is valid: in sync, not crossed and not stale.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from engine.book import Book
+from engine.events import Incident
+from engine.logs import get_logger
+from venues.binance.decode import DepthDiff, Snapshot
+
+IDLE = "idle"  # nothing received since start / reset
+BUFFERING = "buffering"  # waiting for a snapshot, diffs buffered
+SYNCED = "synced"
+
+
+class BookSync:
+    """Keeps ``book`` in sync with Binance. ``request_snapshot(generation)`` must (eventually) call
+    ``on_snapshot(snapshot, generation)``; answers for an older generation are ignored."""
+
+    def __init__(
+        self,
+        book: Book,
+        request_snapshot: Callable[[int], None],
+        on_book: Callable[[Book], None],
+        on_incident: Callable[[Incident], None],
+        stale_after_ns: int = 5_000_000_000,
+        max_buffer: int = 10_000,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.book = book
+        self.venue = book.venue
+        self.symbol = book.symbol
+        self._request_snapshot = request_snapshot
+        self._on_book = on_book
+        self._on_incident = on_incident
+        self.stale_after_ns = stale_after_ns
+        self.log = logger or get_logger("market_data")
+        self.state = IDLE
+        self.generation = 0
+        self._buffer: deque[DepthDiff] = deque(maxlen=max_buffer)
+        self.stale = False
+        self.last_recv_ns = 0
+        self._resync_started_ns = 0
+        self._resyncing = False
+        self._bridging = False
+        # counters (metrics, tests)
+        self.gaps = 0
+        self.resyncs = 0
+        self.snapshots = 0
+        self.applied = 0
+        self.dropped = 0
+        self.crossed = 0
+        self.stale_events = 0
+
+    # --- input -------------------------------------------------------------------------------
+    def on_diff(self, d: DepthDiff) -> None:
+        self.last_recv_ns = d.ts_recv
+        if self.state is SYNCED:
+            book = self.book
+            if d.last_id <= book.update_id:
+                self.dropped += 1
+                return
+            if d.first_id != book.update_id + 1 and not (self._bridging and d.first_id <= book.update_id + 1):
+                self._gap(d)
+                return
+            self._bridging = False
+            self._apply(d)
+            return
+        self._buffer.append(d)
+        if self.state is IDLE:
+            self._start_resync(d.ts_recv)
+
+    def on_snapshot(self, snap: Snapshot, generation: int) -> None:
+        """Apply a REST snapshot, then the buffered diffs that follow it."""
+        if generation != self.generation or self.state is not BUFFERING:
+            return
+        self.snapshots += 1
+        book = self.book
+        lid = snap.last_update_id
+        buf = self._buffer
+        while buf and buf[0].last_id <= lid:
+            buf.popleft()
+            self.dropped += 1
+        if buf and buf[0].first_id > lid + 1:
+            self.log.info(
+                f"orderbook snapshot for binance {self.symbol}: lastUpdateId={lid} is older than the buffered diffs "
+                f"(first U={buf[0].first_id}); fetching another"
+            )
+            self._ask_snapshot()
+            return
+        book.apply_snapshot(snap.bids, snap.asks)
+        book.update_id = lid
+        book.ts_event = 0
+        book.ts_recv = snap.ts_recv
+        book.valid = False
+        self.state = SYNCED
+        # the first event applied may straddle lastUpdateId + 1; it is not served before that event
+        self._bridging = True
+        pending = list(buf)
+        buf.clear()
+        for d in pending:
+            if self.state is SYNCED:
+                self.on_diff(d)
+            else:  # a gap inside the buffer restarted the procedure: keep the rest for the next try
+                self._buffer.append(d)
+        if self.state is SYNCED:
+            self.log.info(
+                f"orderbook synced venue=binance symbol={self.symbol} at update id {book.update_id} "
+                f"(snapshot {lid}, {len(pending)} buffered diffs)"
+            )
+            if self._resyncing:
+                self._resyncing = False
+                took_ms = max((book.ts_recv or snap.ts_recv) - self._resync_started_ns, 0) / 1e6
+                self._incident(
+                    book.ts_recv or snap.ts_recv,
+                    "resync",
+                    f"book rebuilt at update id {book.update_id} in {took_ms:.0f} ms",
+                    took_ms,
+                )
+
+    def reset(self, reason: str) -> None:
+        """Forget everything (disconnect): the book is invalid until a new snapshot."""
+        self.generation += 1
+        self._buffer.clear()
+        self.state = IDLE
+        self._bridging = False
+        self.book.clear()
+        self.book.update_id = 0
+        self.log.info(f"orderbook reset venue=binance symbol={self.symbol} ({reason})")
+
+    def resync(self, reason: str, ts: int) -> None:
+        """Operator/API request: rebuild from a fresh snapshot."""
+        self.book.valid = False
+        self.log.info(f"orderbook resync requested venue=binance symbol={self.symbol} ({reason})")
+        self._buffer.clear()
+        self._start_resync(ts)
+
+    def check_stale(self, now_ns: int) -> bool:
+        """Called periodically; marks the book stale (invalid) when no diff came for too long."""
+        if self.stale or self.last_recv_ns == 0:
+            return self.stale
+        silent = now_ns - self.last_recv_ns
+        if silent > self.stale_after_ns:
+            self.stale = True
+            self.stale_events += 1
+            self.book.valid = False
+            secs = silent / 1e9
+            self.log.warning(
+                f"Stale market data venue={self.venue} symbol={self.symbol}: no update for {secs:.1f}s "
+                f"(limit {self.stale_after_ns / 1e9:.1f}s); book invalid until data flows"
+            )
+            self._incident(now_ns, "stale_data", f"no order book update for {secs:.1f}s", secs)
+        return self.stale
+
+    # --- internals ---------------------------------------------------------------------------
+    def _apply(self, d: DepthDiff) -> None:
+        book = self.book
+        for p, q in d.bids:
+            book.apply_level(1, p, q)
+        for p, q in d.asks:
+            book.apply_level(-1, p, q)
+        book.update_id = d.last_id
+        book.ts_event = d.ts_event
+        book.ts_recv = d.ts_recv
+        book.refresh_top()
+        self.applied += 1
+        if self.stale:
+            self.stale = False
+            self.log.info(f"Market data resumed venue={self.venue} symbol={self.symbol} at update id {d.last_id}")
+        if book.is_crossed():
+            self.crossed += 1
+            book.valid = False
+            detail = f"bid {book.best_bid_fixed} >= ask {book.best_ask_fixed} at update id {d.last_id}"
+            self.log.warning(f"Crossed order book venue={self.venue} symbol={self.symbol}: {detail}; resyncing")
+            self._incident(d.ts_recv, "crossed_book", detail)
+            self._buffer.clear()
+            self._start_resync(d.ts_recv)
+            return
+        book.valid = True
+        self._on_book(book)
+
+    def _gap(self, d: DepthDiff) -> None:
+        book = self.book
+        expected = book.update_id + 1
+        self.gaps += 1
+        book.valid = False
+        detail = f"expected={expected} got={d.first_id}"
+        self.log.warning(
+            f"Market data sequence gap venue={self.venue} symbol={self.symbol} {detail} (u={d.last_id}); resyncing"
+        )
+        self._incident(d.ts_recv, "sequence_gap", detail, float(d.first_id - expected))
+        self._buffer.clear()
+        self._buffer.append(d)
+        self._start_resync(d.ts_recv)
+
+    def _start_resync(self, ts: int) -> None:
+        if self.state is not IDLE:
+            self.resyncs += 1
+            self._resyncing = True
+        self._resync_started_ns = ts
+        self.book.valid = False
+        self.state = BUFFERING
+        self._ask_snapshot()
+
+    def _ask_snapshot(self) -> None:
+        self.state = BUFFERING
+        self.generation += 1
+        self._request_snapshot(self.generation)
+
+    def _incident(self, ts: int, kind: str, detail: str, value: float = 0.0) -> None:
+        self._on_incident(Incident(ts, self.venue, self.symbol, kind, detail, value))

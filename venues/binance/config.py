@@ -1,0 +1,305 @@
+"""``config/exchanges/binance.json``: load, validate, and read the API keys from the environment.
+
+Keys never live in files: the config names the environment variables that hold them
+(``BINANCE_API_KEY`` / ``BINANCE_API_SECRET`` by default) and a file that carries a key is refused.
+Endpoints default to Binance's production URLs; ``overrides`` (tests, paper runs against the
+fake) or the environment variables ``BINANCE_REST_URL``, ``BINANCE_WS_URL``, ``BINANCE_WS_API_URL``
+replace them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+from venues.binance.symbols import is_canonical
+from venues.common.backoff import BackoffSettings
+
+DEFAULT_PATH = Path("config/exchanges/binance.json")
+REST_URL = "https://api.binance.com"
+WS_URL = "wss://stream.binance.com:9443"
+WS_API_URL = "wss://ws-api.binance.com:443/ws-api/v3"
+_ENDPOINT_ENV = {"rest_url": "BINANCE_REST_URL", "ws_url": "BINANCE_WS_URL", "ws_api_url": "BINANCE_WS_API_URL"}
+_SECRET_FIELDS = ("api_key", "api_secret", "secret", "secret_key", "apikey", "key")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Local limits. Binance's live values come from exchangeInfo; these are the ceiling we keep
+    to before it answers (and the values used when exchangeInfo does not say)."""
+
+    request_weight_per_minute: int = 6000
+    orders_per_10s: int = 50
+    orders_per_day: int = 160000
+    #: fraction of each limit held back for requests we cannot see (other processes, the WS API)
+    safety_margin: float = 0.1
+    #: lower our limits to exchangeInfo's when those are lower
+    use_exchange_info: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Fees:
+    maker: float = 0.001
+    taker: float = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    api_key: str
+    api_secret: str
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"Credentials(api_key={self.api_key[:4]}..., api_secret=***)"
+
+
+@dataclass(frozen=True, slots=True)
+class BinanceConfig:
+    rest_url: str = REST_URL
+    ws_url: str = WS_URL
+    ws_api_url: str = WS_API_URL
+    symbols: tuple[str, ...] = ("BTC-USDT",)
+    api_key_env: str = "BINANCE_API_KEY"
+    api_secret_env: str = "BINANCE_API_SECRET"
+    recv_window_ms: int = 5000
+    depth_snapshot_limit: int = 1000
+    depth_update_ms: int = 100
+    stale_data_timeout_s: float = 5.0
+    #: reconnect when the market-data socket has been silent this long
+    silence_reconnect_s: float = 30.0
+    order_entry: str = "rest"  # rest | ws
+    order_timeout_s: float = 10.0
+    new_order_resp_type: str = "FULL"
+    http_timeout_s: float = 10.0
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    max_connection_age_s: float = 23.5 * 3600
+    reconnect: BackoffSettings = field(default_factory=BackoffSettings)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    fees: Fees = field(default_factory=Fees)
+    path: str = ""
+
+    def with_endpoints(self, rest_url: str, ws_url: str, ws_api_url: str) -> BinanceConfig:
+        return replace(self, rest_url=rest_url.rstrip("/"), ws_url=ws_url.rstrip("/"), ws_api_url=ws_api_url)
+
+    def credentials(self, env: Mapping[str, str] | None = None) -> Credentials | None:
+        """Keys from the environment, or None when either is unset (market data needs none)."""
+        env = os.environ if env is None else env
+        key = env.get(self.api_key_env, "").strip()
+        secret = env.get(self.api_secret_env, "").strip()
+        if not key or not secret:
+            return None
+        return Credentials(key, secret)
+
+    def require_credentials(self, env: Mapping[str, str] | None = None) -> Credentials:
+        creds = self.credentials(env)
+        if creds is None:
+            raise ConfigError(
+                self.path or str(DEFAULT_PATH),
+                f"api keys: set {self.api_key_env} and {self.api_secret_env} in the environment to trade on binance",
+            )
+        return creds
+
+
+_TOP = {
+    "venue",
+    "description",
+    "rest_url",
+    "ws_url",
+    "ws_api_url",
+    "symbols",
+    "api_key_env",
+    "api_secret_env",
+    "recv_window_ms",
+    "depth_snapshot_limit",
+    "depth_update_ms",
+    "stale_data_timeout_s",
+    "silence_reconnect_s",
+    "order_entry",
+    "order_timeout_s",
+    "new_order_resp_type",
+    "http_timeout_s",
+    "websocket",
+    "reconnect",
+    "rate_limits",
+    "fees",
+}
+
+
+class _Reader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, name: str, reason: str) -> ConfigError:
+        return ConfigError(self.path, f"{name}: {reason}")
+
+    def obj(self, data: Mapping[str, Any], name: str, allowed: set[str]) -> Mapping[str, Any]:
+        v = data.get(name, {})
+        if not isinstance(v, dict):
+            raise self.fail(name, f"must be an object, got {type(v).__name__}")
+        for k in v:
+            if k not in allowed:
+                raise self.fail(f"{name}.{k}", f"unknown field (expected one of {sorted(allowed)})")
+        return v
+
+    def num(self, data: Mapping[str, Any], name: str, default: float, lo: float, hi: float, label: str = "") -> float:
+        v = data.get(name, default)
+        label = label or name
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.fail(label, f"must be a number, got {v!r}")
+        if not lo <= v <= hi:
+            raise self.fail(label, f"must be between {lo} and {hi}, got {v}")
+        return float(v)
+
+    def int_(self, data: Mapping[str, Any], name: str, default: int, lo: int, hi: int, label: str = "") -> int:
+        v = data.get(name, default)
+        label = label or name
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(label, f"must be an integer, got {v!r}")
+        if not lo <= v <= hi:
+            raise self.fail(label, f"must be between {lo} and {hi}, got {v}")
+        return v
+
+    def url(self, data: Mapping[str, Any], name: str, default: str, schemes: tuple[str, ...]) -> str:
+        v = data.get(name, default)
+        if not isinstance(v, str) or not v.startswith(schemes) or len(v) <= len(schemes[0]) + 3:
+            raise self.fail(name, f"must be a URL starting with {' or '.join(schemes)}, got {v!r}")
+        return v.rstrip("/")
+
+    def string(self, data: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...] = ()) -> str:
+        v = data.get(name, default)
+        if not isinstance(v, str) or not v:
+            raise self.fail(name, f"must be a non-empty string, got {v!r}")
+        if choices and v not in choices:
+            raise self.fail(name, f"must be one of {list(choices)}, got {v!r}")
+        return v
+
+
+def parse_config(
+    data: Any, path: str = "<config>", overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> BinanceConfig:
+    """Validate a decoded config object; every problem is a ``ConfigError`` naming the field."""
+    r = _Reader(path)
+    if not isinstance(data, dict):
+        raise ConfigError(path, f"top level must be a JSON object, got {type(data).__name__}")
+    data = dict(data)
+    env = os.environ if env is None else env
+    for k in data:
+        if k.lower() in _SECRET_FIELDS:
+            raise r.fail(k, "API keys must not be stored in config files; set BINANCE_API_KEY/BINANCE_API_SECRET")
+        if k not in _TOP:
+            raise r.fail(k, f"unknown field (expected one of {sorted(_TOP)})")
+    if data.get("venue", "binance") != "binance":
+        raise r.fail("venue", f"must be 'binance', got {data.get('venue')!r}")
+    for name, var in _ENDPOINT_ENV.items():
+        if env.get(var):
+            data[name] = env[var]
+    if overrides:
+        for k, v in overrides.items():
+            if k not in _TOP:
+                raise r.fail(k, "unknown override")
+            data[k] = v
+
+    symbols = data.get("symbols", ["BTC-USDT"])
+    if not isinstance(symbols, list) or not symbols:
+        raise r.fail("symbols", f'must be a non-empty list like ["BTC-USDT"], got {symbols!r}')
+    for s in symbols:
+        if not isinstance(s, str) or not is_canonical(s):
+            raise r.fail("symbols", f"{s!r} is not in BASE-QUOTE form (e.g. BTC-USDT)")
+    if len(set(symbols)) != len(symbols):
+        raise r.fail("symbols", "lists a symbol twice")
+
+    ws = r.obj(data, "websocket", {"ping_interval_s", "ping_timeout_s", "max_connection_age_s"})
+    rc = r.obj(
+        data, "reconnect", {"initial_delay_s", "max_delay_s", "factor", "jitter", "max_attempts_per_window", "window_s"}
+    )
+    rl = r.obj(
+        data,
+        "rate_limits",
+        {"request_weight_per_minute", "orders_per_10s", "orders_per_day", "safety_margin", "use_exchange_info"},
+    )
+    fees = r.obj(data, "fees", {"maker", "taker"})
+
+    initial = r.num(rc, "initial_delay_s", 0.5, 0.0, 3600.0, "reconnect.initial_delay_s")
+    max_delay = r.num(rc, "max_delay_s", 30.0, 0.0, 3600.0, "reconnect.max_delay_s")
+    if max_delay < initial:
+        raise r.fail("reconnect.max_delay_s", f"must be >= reconnect.initial_delay_s ({initial}), got {max_delay}")
+    attempts = r.int_(rc, "max_attempts_per_window", 300, 1, 300, "reconnect.max_attempts_per_window")
+    backoff = BackoffSettings(
+        initial_s=initial,
+        max_s=max_delay,
+        factor=r.num(rc, "factor", 2.0, 1.0, 10.0, "reconnect.factor"),
+        jitter=r.num(rc, "jitter", 0.5, 0.0, 1.0, "reconnect.jitter"),
+        max_attempts_per_window=attempts,
+        window_s=r.num(rc, "window_s", 300.0, 1.0, 3600.0, "reconnect.window_s"),
+    )
+    use_ei = rl.get("use_exchange_info", True)
+    if not isinstance(use_ei, bool):
+        raise r.fail("rate_limits.use_exchange_info", f"must be true or false, got {use_ei!r}")
+    limits = RateLimits(
+        request_weight_per_minute=r.int_(
+            rl, "request_weight_per_minute", 6000, 10, 1_000_000, "rate_limits.request_weight_per_minute"
+        ),
+        orders_per_10s=r.int_(rl, "orders_per_10s", 50, 1, 100_000, "rate_limits.orders_per_10s"),
+        orders_per_day=r.int_(rl, "orders_per_day", 160000, 1, 10_000_000, "rate_limits.orders_per_day"),
+        safety_margin=r.num(rl, "safety_margin", 0.1, 0.0, 0.9, "rate_limits.safety_margin"),
+        use_exchange_info=use_ei,
+    )
+    speed = r.int_(data, "depth_update_ms", 100, 100, 1000)
+    if speed not in (100, 1000):
+        raise r.fail("depth_update_ms", f"Binance diff depth runs at 100 or 1000 ms, got {speed}")
+    stale = r.num(data, "stale_data_timeout_s", 5.0, 0.01, 3600.0)
+    silence = r.num(data, "silence_reconnect_s", max(30.0, stale * 2), 0.05, 86400.0)
+    return BinanceConfig(
+        rest_url=r.url(data, "rest_url", REST_URL, ("https://", "http://")),
+        ws_url=r.url(data, "ws_url", WS_URL, ("wss://", "ws://")),
+        ws_api_url=r.url(data, "ws_api_url", WS_API_URL, ("wss://", "ws://")),
+        symbols=tuple(symbols),
+        api_key_env=r.string(data, "api_key_env", "BINANCE_API_KEY"),
+        api_secret_env=r.string(data, "api_secret_env", "BINANCE_API_SECRET"),
+        recv_window_ms=r.int_(data, "recv_window_ms", 5000, 1, 60000),
+        depth_snapshot_limit=r.int_(data, "depth_snapshot_limit", 1000, 1, 5000),
+        depth_update_ms=speed,
+        stale_data_timeout_s=stale,
+        silence_reconnect_s=silence,
+        order_entry=r.string(data, "order_entry", "rest", ("rest", "ws")),
+        order_timeout_s=r.num(data, "order_timeout_s", 10.0, 0.05, 120.0),
+        new_order_resp_type=r.string(data, "new_order_resp_type", "FULL", ("ACK", "RESULT", "FULL")),
+        http_timeout_s=r.num(data, "http_timeout_s", 10.0, 0.05, 120.0),
+        ping_interval_s=r.num(ws, "ping_interval_s", 20.0, 1.0, 600.0, "websocket.ping_interval_s"),
+        ping_timeout_s=r.num(ws, "ping_timeout_s", 20.0, 1.0, 600.0, "websocket.ping_timeout_s"),
+        max_connection_age_s=r.num(
+            ws, "max_connection_age_s", 23.5 * 3600, 1.0, 24 * 3600.0, "websocket.max_connection_age_s"
+        ),
+        reconnect=backoff,
+        rate_limits=limits,
+        fees=Fees(
+            maker=r.num(fees, "maker", 0.001, -0.01, 0.05, "fees.maker"),
+            taker=r.num(fees, "taker", 0.001, -0.01, 0.05, "fees.taker"),
+        ),
+        path=path,
+    )
+
+
+def load_config(
+    path: str | os.PathLike[str] = DEFAULT_PATH,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> BinanceConfig:
+    """Read and validate the Binance config; ``ConfigError(path, "<field>: <reason>")`` on any problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(p), "file not found") from None
+    except OSError as exc:
+        raise ConfigError(str(p), f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(str(p), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    return parse_config(data, str(p), overrides, env)

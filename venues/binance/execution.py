@@ -1,0 +1,633 @@
+"""``BinanceExecutionClient``: the engine's ``ExecutionVenue`` for Binance spot.
+
+``submit_order`` / ``cancel_order`` never wait: the request is scheduled as a task on the running
+loop, whose first step (signing, encoding, the socket write) runs on the loop's next turn, and
+every outcome comes back as an ``ExecReport`` through the ``ExecSink``, never from inside the
+call itself. (Writing the bytes inside the caller's stack would need Python 3.12's eager tasks:
+on 3.11, stepping a coroutine by hand binds aiohttp's and asyncio's timeouts to the caller's
+task.) Reports for one order can come from three places - the REST/WS API
+answer, the user-data stream, a query - in any order; they are merged per order on the
+cumulative filled quantity, so each fill reaches the engine exactly once and each state change
+(accepted, canceled, expired, rejected) at most once.
+
+A request whose answer is lost (5XX, -1007, timeout, dropped connection) leaves the order's state
+unknown: an ``order_state_unknown`` incident is raised and the order is queried by
+``origClientOrderId`` until Binance says what happened; only if Binance keeps saying the order
+does not exist is it reported rejected.
+
+Binance spot has no amend that changes price: ``supports_modify`` is False and the order manager
+cancels and replaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from engine import events as ev
+from engine.events import ExecReport, Incident
+from engine.logs import get_logger
+from engine.model import Instrument, OrderType, Side, TimeInForce
+from engine.orders import Order
+from engine.venue import ExecSink
+from venues.binance import decode as dec
+from venues.binance.config import BinanceConfig
+from venues.binance.errors import (
+    BAD_SYMBOL,
+    INVALID_MESSAGE,
+    NO_SUCH_ORDER,
+    SYMBOL_NOT_FOUND,
+    BinanceApiError,
+    BinanceError,
+    NotConnected,
+    OrderStateUnknown,
+    RateLimited,
+    log_api_error,
+)
+from venues.binance.filters import SymbolFilters, check_order
+from venues.binance.numbers import format_fixed, parse_fixed
+from venues.binance.rest import W_ORDER_CANCEL, W_ORDER_NEW, BinanceRest
+from venues.binance.ws_api import BinanceWsApi
+
+VENUE = "binance"
+MS = 1_000_000
+CLIENT_ID = re.compile(r"^[a-zA-Z0-9\-_]{1,36}$")
+_OPEN_STATES = frozenset({"", "NEW", "PARTIALLY_FILLED", "PENDING_NEW"})
+_EXPIRED_STATES = frozenset({"EXPIRED", "EXPIRED_IN_MATCH"})
+
+
+class _Track:
+    """What this client knows about one order, merged from every source."""
+
+    __slots__ = (
+        "accepted",
+        "cid",
+        "cum",
+        "cum_quote",
+        "order",
+        "price",
+        "qty",
+        "sending",
+        "symbol",
+        "terminal",
+        "venue_order_id",
+        "wire",
+    )
+
+    def __init__(self, cid: str, symbol: str, wire: str, order: Order | None, price: int, qty: int) -> None:
+        self.cid = cid
+        self.symbol = symbol
+        self.wire = wire
+        self.order = order
+        self.price = price
+        self.qty = qty
+        self.venue_order_id = ""
+        self.accepted = False
+        self.terminal = ""  # "" while live, else the final state
+        self.cum = 0  # filled quantity reported to the engine (fixed point)
+        self.cum_quote = 0  # quote amount of those fills (fixed point)
+        self.sending = False
+
+
+class BinanceExecutionClient:
+    name = VENUE
+    supports_modify = False
+
+    def __init__(
+        self,
+        config: BinanceConfig,
+        rest: BinanceRest,
+        sink: ExecSink,
+        instruments: dict[str, Instrument],
+        filters: dict[str, SymbolFilters],
+        ws_api: BinanceWsApi | None = None,
+        query_delays_s: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 4.0),
+        keep_terminal: int = 10_000,
+    ) -> None:
+        self.config = config
+        self.rest = rest
+        self.sink = sink
+        self.instruments = instruments
+        self.filters = filters
+        self.ws_api = ws_api
+        self.query_delays_s = tuple(query_delays_s)
+        self.log = get_logger("orders")
+        self.xlog = get_logger("exchanges")
+        self._tracks: dict[str, _Track] = {}
+        self._done: deque[str] = deque()
+        self._keep_terminal = keep_terminal
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self.sent = 0
+        self.unknown_resolved = 0
+
+    # --- ExecutionVenue ------------------------------------------------------------------------
+    def submit_order(self, order: Order) -> None:
+        loop = asyncio.get_running_loop()
+        cid = order.client_order_id
+        f = self.filters.get(order.symbol)
+        now = time.time_ns()
+        if f is None:
+            loop.call_soon(self._emit_reject_local, order, SYMBOL_NOT_FOUND, BAD_SYMBOL, now)
+            return
+        if not CLIENT_ID.match(cid):
+            loop.call_soon(self._emit_reject_local, order, f"Invalid client order id {cid!r}", INVALID_MESSAGE, now)
+            return
+        reason = check_order(f, order.order_type, order.price, order.qty)
+        if reason:
+            loop.call_soon(self._emit_reject_local, order, reason, INVALID_MESSAGE, now)
+            return
+        track = _Track(cid, order.symbol, f.wire, order, order.price, order.qty)
+        track.sending = True
+        self._tracks[cid] = track
+        self._spawn(self._send_new(track, self.order_params(order, f)))
+
+    def cancel_order(self, order: Order) -> None:
+        track = self._tracks.get(order.client_order_id)
+        if track is None:
+            f = self.filters.get(order.symbol)
+            if f is None:
+                asyncio.get_running_loop().call_soon(
+                    self._emit,
+                    ev.CANCEL_REJECTED,
+                    order.client_order_id,
+                    order.symbol,
+                    time.time_ns(),
+                    SYMBOL_NOT_FOUND,
+                    BAD_SYMBOL,
+                )
+                return
+            track = _Track(order.client_order_id, order.symbol, f.wire, order, order.price, order.qty)
+            self._tracks[track.cid] = track
+        self._spawn(self._send_cancel(track))
+
+    def modify_order(self, order: Order, price: int, qty: int) -> None:
+        # never called while supports_modify is False; an explicit answer beats silence
+        self.log.warning(
+            "Order modification not supported on binance spot (cancel and replace): "
+            f"client_order_id={order.client_order_id}"
+        )
+        asyncio.get_running_loop().call_soon(
+            self._emit,
+            ev.CANCEL_REJECTED,
+            order.client_order_id,
+            order.symbol,
+            time.time_ns(),
+            "Order modification not supported",
+            0,
+        )
+
+    # --- wire parameters -----------------------------------------------------------------------
+    def order_params(self, order: Order, f: SymbolFilters) -> dict[str, str]:
+        p: dict[str, str] = {"symbol": f.wire, "side": "BUY" if order.side is Side.BUY else "SELL"}
+        if order.order_type is OrderType.MARKET:
+            p["type"] = "MARKET"
+        elif order.post_only or order.tif is TimeInForce.GTX:
+            p["type"] = "LIMIT_MAKER"
+            p["price"] = format_fixed(order.price, f.scale)
+        else:
+            p["type"] = "LIMIT"
+            p["timeInForce"] = order.tif.value
+            p["price"] = format_fixed(order.price, f.scale)
+        p["quantity"] = format_fixed(order.qty, f.scale)
+        p["newClientOrderId"] = order.client_order_id
+        p["newOrderRespType"] = self.config.new_order_resp_type
+        return p
+
+    # --- requests ------------------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _report(self, report: ExecReport) -> None:
+        self.sink.on_exec_report(report)
+
+    def _incident(self, incident: Incident) -> None:
+        self.sink.on_incident(incident)
+
+    async def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait for every request in flight (tests, orderly shutdown); with ``timeout_s``, cancel
+        what is still running after it. Returns True when everything finished by itself."""
+        loop = asyncio.get_running_loop()
+        end = None if timeout_s is None else loop.time() + timeout_s
+        while self._tasks:
+            left = None if end is None else end - loop.time()
+            if left is not None and left <= 0:
+                for t in list(self._tasks):
+                    t.cancel()
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+                return False
+            await asyncio.wait(list(self._tasks), timeout=left)
+        return True
+
+    def _use_ws(self) -> bool:
+        return self.config.order_entry == "ws" and self.ws_api is not None and self.ws_api.connected
+
+    async def _place(self, params: dict[str, str]) -> dec.OrderMsg:
+        if self._use_ws():
+            assert self.ws_api is not None
+            msg = await self.ws_api.call("order.place", params, signed=True, weight=W_ORDER_NEW, orders=1)
+            return dec.decode_order(msg.result)
+        return await self.rest.new_order(params)
+
+    async def _cancel(self, wire: str, cid: str) -> dec.OrderMsg:
+        if self._use_ws():
+            assert self.ws_api is not None
+            msg = await self.ws_api.call(
+                "order.cancel", {"symbol": wire, "origClientOrderId": cid}, signed=True, weight=W_ORDER_CANCEL
+            )
+            return dec.decode_order(msg.result)
+        return await self.rest.cancel_order(wire, cid)
+
+    async def _send_new(self, track: _Track, params: dict[str, str]) -> None:
+        self.sent += 1
+        try:
+            m = await self._place(params)
+        except RateLimited as exc:
+            self._reject(track, exc.reason, exc.code)
+        except BinanceApiError as exc:
+            log_api_error(self.xlog, exc, f"new order {track.cid}", self.rest.clock.offset_ms)
+            self._reject(track, exc.reason, exc.code)
+        except NotConnected as exc:
+            self.xlog.warning(f"binance new order {track.cid} not sent: {exc}")
+            self._reject(track, "Exchange connection timeout", 0)
+        except OrderStateUnknown as exc:
+            track.sending = False
+            await self._resolve(track, str(exc))
+        except (BinanceError, ValueError) as exc:  # an answer we cannot read: the order may exist
+            track.sending = False
+            await self._resolve(track, f"unreadable answer: {exc}")
+        else:
+            self._apply_order(track, m, time.time_ns())
+        finally:
+            track.sending = False
+
+    async def _send_cancel(self, track: _Track) -> None:
+        try:
+            m = await self._cancel(track.wire, track.cid)
+        except BinanceApiError as exc:
+            log_api_error(self.xlog, exc, f"cancel {track.cid}", self.rest.clock.offset_ms)
+            self._emit(ev.CANCEL_REJECTED, track.cid, track.symbol, time.time_ns(), exc.reason, exc.code)
+        except NotConnected as exc:
+            self.xlog.warning(f"binance cancel {track.cid} not sent: {exc}")
+            self._emit(ev.CANCEL_REJECTED, track.cid, track.symbol, time.time_ns(), "Exchange connection timeout", 0)
+        except (OrderStateUnknown, BinanceError, ValueError) as exc:
+            await self._resolve(track, f"cancel: {exc}")
+            if not track.terminal:
+                self._emit(ev.CANCEL_REJECTED, track.cid, track.symbol, time.time_ns(), "Cancel state unknown", 0)
+        else:
+            self._apply_order(track, m, time.time_ns())
+
+    async def _resolve(self, track: _Track, why: str) -> None:
+        """Query the order until Binance tells us its state (never assume a failure)."""
+        now = time.time_ns()
+        self.log.warning(
+            f"Order state unknown client_order_id={track.cid} symbol={track.symbol} ({why}); querying binance"
+        )
+        self._incident(Incident(now, VENUE, track.symbol, "order_state_unknown", f"{track.cid}: {why}"))
+        missing = 0
+        for delay in self.query_delays_s:
+            if delay:
+                await asyncio.sleep(delay)
+            if track.terminal:
+                return
+            try:
+                m = await self.rest.query_order(track.wire, track.cid)
+            except BinanceApiError as exc:
+                if exc.code == NO_SUCH_ORDER:
+                    missing += 1
+                else:
+                    log_api_error(self.xlog, exc, f"query {track.cid}", self.rest.clock.offset_ms)
+                continue
+            except BinanceError as exc:
+                self.xlog.warning(f"binance query {track.cid} failed: {exc}")
+                continue
+            self.unknown_resolved += 1
+            self.log.info(f"Order state resolved by query client_order_id={track.cid} status={m.status}")
+            self._apply_order(track, m, time.time_ns())
+            return
+        if track.terminal or track.accepted or track.cum:
+            return
+        if missing:
+            self._reject(track, "Order does not exist", NO_SUCH_ORDER)
+        else:
+            self.log.error(
+                f"Order state still unknown client_order_id={track.cid} after {len(self.query_delays_s)} queries"
+            )
+
+    async def reconcile(self) -> list[dec.OrderMsg]:
+        """Compare with Binance: open orders per symbol, then a query for every order we think is
+        live but Binance does not list. Returns Binance's open orders."""
+        opens: list[dec.OrderMsg] = []
+        for f in self.filters.values():
+            opens += await self.rest.open_orders(f.wire)
+        now = time.time_ns()
+        listed = set()
+        for m in opens:
+            listed.add(m.client_order_id)
+            track = self._tracks.get(m.client_order_id)
+            if track is None:
+                track = self._adopt(m.client_order_id, m.symbol, parse_fixed(m.price), parse_fixed(m.orig_qty))
+                self.log.info(f"reconcile: open binance order {m.client_order_id} was not known to this session")
+            self._apply_order(track, m, now)
+        for cid, track in list(self._tracks.items()):
+            if track.terminal or track.sending or cid in listed:
+                continue
+            try:
+                m = await self.rest.query_order(track.wire, cid)
+            except BinanceApiError as exc:
+                if exc.code == NO_SUCH_ORDER and not track.accepted and not track.cum:
+                    self._reject(track, "Order does not exist", NO_SUCH_ORDER)
+                continue
+            self._apply_order(track, m, time.time_ns())
+        self.log.info(f"reconcile binance: {len(opens)} open orders")
+        return opens
+
+    # --- merging answers -----------------------------------------------------------------------
+    def _adopt(self, cid: str, wire: str, price: int, qty: int) -> _Track:
+        symbol = next((f.symbol for f in self.filters.values() if f.wire == wire), wire)
+        track = _Track(cid, symbol, wire, None, price, qty)
+        self._tracks[cid] = track
+        return track
+
+    def _apply_order(self, track: _Track, m: dec.OrderMsg, ts_recv: int) -> None:
+        """A REST / WS API order object (new, cancel, query, open orders)."""
+        if m.order_id:
+            track.venue_order_id = str(m.order_id)
+        ts_event = (m.transact_time or m.update_time or m.time) * MS
+        status = m.status
+        if m.fills:
+            running = 0
+            for fl in m.fills:
+                q = parse_fixed(fl.qty)
+                running += q
+                new = running - track.cum
+                if new > 0:
+                    self._fill(
+                        track,
+                        parse_fixed(fl.price),
+                        min(new, q),
+                        "taker",
+                        fl.commission,
+                        fl.commission_asset,
+                        str(fl.trade_id),
+                        ts_event,
+                        ts_recv,
+                    )
+        else:
+            self._sync_cum(track, parse_fixed(m.executed_qty), parse_fixed(m.cum_quote), ts_event, ts_recv)
+        if status in _OPEN_STATES:
+            self._accept(track, ts_event, ts_recv)
+        elif status == "FILLED":
+            self._finish(track, "filled")
+        elif status == "CANCELED":
+            self._terminal(track, ev.CANCELED, ts_event, ts_recv)
+        elif status in _EXPIRED_STATES:
+            self._terminal(track, ev.EXPIRED, ts_event, ts_recv)
+        elif status == "REJECTED":
+            self._reject(track, "Order rejected", 0, ts_event)
+
+    def on_execution_report(self, m: dec.ExecutionReportMsg, ts_recv: int) -> None:
+        """An executionReport from the user-data stream."""
+        x = m.exec_type
+        cid = m.orig_client_order_id if x == "CANCELED" and m.orig_client_order_id else m.client_order_id
+        track = self._tracks.get(cid)
+        try:
+            if track is None:
+                track = self._adopt(cid, m.symbol, parse_fixed(m.price), parse_fixed(m.qty))
+            if m.order_id:
+                track.venue_order_id = str(m.order_id)
+            ts_event = m.transact_time * MS
+            if x == "TRADE":
+                cum = parse_fixed(m.cum_qty)
+                last = parse_fixed(m.last_qty)
+                new = cum - track.cum
+                if new > 0:
+                    if new == last:
+                        price = parse_fixed(m.last_price)
+                    else:  # earlier trades were missed: the rest at the average price
+                        price = self._avg_price(parse_fixed(m.cum_quote) - track.cum_quote, new)
+                    self._fill(
+                        track,
+                        price,
+                        new,
+                        "maker" if m.maker else "taker",
+                        m.commission,
+                        m.commission_asset or "",
+                        str(m.trade_id),
+                        ts_event,
+                        ts_recv,
+                    )
+                if m.status == "FILLED":
+                    self._finish(track, "filled")
+                return
+            self._sync_cum(track, parse_fixed(m.cum_qty), parse_fixed(m.cum_quote), ts_event, ts_recv)
+            if x == "NEW":
+                self._accept(track, ts_event, ts_recv)
+            elif x == "CANCELED":
+                self._terminal(track, ev.CANCELED, ts_event, ts_recv)
+            elif x in ("EXPIRED", "TRADE_PREVENTION"):
+                self._terminal(track, ev.EXPIRED, ts_event, ts_recv)
+            elif x == "REJECTED":
+                self._reject(track, m.reject_reason if m.reject_reason != "NONE" else "Order rejected", 0, ts_event)
+        except ValueError as exc:
+            self.xlog.warning(f"binance executionReport for {cid} unreadable: {exc}")
+
+    @staticmethod
+    def _avg_price(quote: int, qty: int) -> int:
+        return (quote * 10**8 + qty // 2) // qty if qty > 0 else 0
+
+    def _sync_cum(self, track: _Track, cum: int, cum_quote: int, ts_event: int, ts_recv: int) -> None:
+        new = cum - track.cum
+        if new <= 0:
+            return
+        price = self._avg_price(cum_quote - track.cum_quote, new)
+        inst = self.instruments.get(track.symbol)
+        fee = 0.0
+        if inst is not None:  # the real commission is unknown here; book the taker rate
+            fee = price / 1e8 * new / 1e8 * inst.taker_fee
+        self.log.info(f"fill of {track.cid} learned from the order state (qty {new}); fee estimated at the taker rate")
+        inst_quote = inst.quote if inst is not None else ""
+        self._fill(
+            track,
+            price,
+            new,
+            "taker",
+            str(fee),
+            inst_quote,
+            f"sync-{track.venue_order_id}-{cum}",
+            ts_event,
+            ts_recv,
+            fee_is_quote=True,
+        )
+
+    def _fill(
+        self,
+        track: _Track,
+        price: int,
+        qty: int,
+        liquidity: str,
+        commission: str,
+        commission_asset: str,
+        trade_id: str,
+        ts_event: int,
+        ts_recv: int,
+        fee_is_quote: bool = False,
+    ) -> None:
+        track.cum += qty
+        track.cum_quote += price * qty // 10**8
+        fee, fee_asset = self._fee(track.symbol, commission, commission_asset, price, fee_is_quote)
+        self.log.info(
+            f"binance fill client_order_id={track.cid} price={format_fixed(price)} quantity={format_fixed(qty)} "
+            f"liquidity={liquidity} commission={commission} {commission_asset} trade_id={trade_id}"
+        )
+        self._report(
+            ExecReport(
+                ev.FILL,
+                VENUE,
+                track.symbol,
+                track.cid,
+                ts_event,
+                ts_recv,
+                track.venue_order_id,
+                price,
+                qty,
+                liquidity,
+                fee,
+                fee_asset,
+                trade_id,
+            )
+        )
+        if track.cum >= track.qty > 0:
+            self._finish(track, "filled")
+
+    def _fee(self, symbol: str, commission: str, asset: str, price: int, is_quote: bool) -> tuple[float, str]:
+        """Commission -> (quote value, asset it is taken from), as ``ExecReport.fee`` wants it."""
+        try:
+            n = float(commission or 0)
+        except ValueError:
+            n = 0.0
+        inst = self.instruments.get(symbol)
+        if is_quote or inst is None:
+            return n, asset
+        if asset == inst.quote:
+            return n, asset
+        if asset == inst.base:
+            return n * price / 1e8, asset
+        # paid in a third asset (BNB): no price for it here; balances sync from the venue
+        return 0.0, asset
+
+    def _accept(self, track: _Track, ts_event: int, ts_recv: int) -> None:
+        if track.accepted or track.terminal:
+            return
+        track.accepted = True
+        self.log.info(f"binance order accepted client_order_id={track.cid} order_id={track.venue_order_id}")
+        self._report(
+            ExecReport(
+                ev.ACCEPTED,
+                VENUE,
+                track.symbol,
+                track.cid,
+                ts_event,
+                ts_recv,
+                track.venue_order_id,
+                track.price,
+                track.qty,
+            )
+        )
+
+    def _finish(self, track: _Track, state: str) -> None:
+        if not track.terminal:
+            track.terminal = state
+            self._retire(track.cid)
+
+    def _terminal(self, track: _Track, kind: str, ts_event: int, ts_recv: int) -> None:
+        if track.terminal:
+            return
+        track.terminal = kind
+        self._retire(track.cid)
+        self.log.info(f"binance order {kind} client_order_id={track.cid} filled={format_fixed(track.cum)}")
+        self._report(
+            ExecReport(
+                kind,
+                VENUE,
+                track.symbol,
+                track.cid,
+                ts_event,
+                ts_recv,
+                track.venue_order_id,
+                track.price,
+                track.qty,
+            )
+        )
+
+    def _reject(self, track: _Track, reason: str, code: int, ts_event: int = 0) -> None:
+        track.sending = False
+        if track.terminal:
+            return
+        track.terminal = ev.REJECTED
+        self._retire(track.cid)
+        now = time.time_ns()
+        self.log.warning(f"Order rejected by binance client_order_id={track.cid} code={code} reason={reason}")
+        self._report(
+            ExecReport(
+                ev.REJECTED,
+                VENUE,
+                track.symbol,
+                track.cid,
+                ts_event or now,
+                now,
+                track.venue_order_id,
+                track.price,
+                track.qty,
+                reason=reason,
+                code=code,
+            )
+        )
+
+    def _emit_reject_local(self, order: Order, reason: str, code: int, ts: int) -> None:
+        self.log.warning(
+            f"Order rejected before sending client_order_id={order.client_order_id} code={code} reason={reason}"
+        )
+        self._report(
+            ExecReport(
+                ev.REJECTED,
+                VENUE,
+                order.symbol,
+                order.client_order_id,
+                ts,
+                time.time_ns(),
+                "",
+                order.price,
+                order.qty,
+                reason=reason,
+                code=code,
+            )
+        )
+
+    def _emit(self, kind: str, cid: str, symbol: str, ts: int, reason: str, code: int) -> None:
+        self._report(ExecReport(kind, VENUE, symbol, cid, ts, time.time_ns(), reason=reason, code=code))
+
+    def _retire(self, cid: str) -> None:
+        self._done.append(cid)
+        while len(self._done) > self._keep_terminal:
+            self._tracks.pop(self._done.popleft(), None)
+
+    def track_state(self, client_order_id: str) -> dict[str, Any] | None:
+        """What this client knows about one order (operator API, tests)."""
+        t = self._tracks.get(client_order_id)
+        if t is None:
+            return None
+        return {
+            "client_order_id": t.cid,
+            "symbol": t.symbol,
+            "venue_order_id": t.venue_order_id,
+            "accepted": t.accepted,
+            "terminal": t.terminal,
+            "filled": t.cum,
+            "qty": t.qty,
+        }

@@ -1,0 +1,207 @@
+"""Binance spot market data: one combined-stream WebSocket (diff depth, trades, bookTicker per
+symbol), a synced local book per symbol, and plain synchronous callbacks into the engine.
+
+Nothing is awaited between a frame's arrival and the callbacks it causes: the socket reader
+decodes the frame, applies it, and calls ``on_book`` / ``on_trade`` / ``on_incident`` in one go.
+Only the REST snapshot fetch (for a (re)sync) runs as a separate task.
+
+Connection handling: the server's pings are answered by ``websockets``; ``serverShutdown`` and
+the 24 h cut-off lead to a prompt reconnect; every other disconnect reconnects with exponential
+backoff and jitter, never more than the configured attempts per window (Binance: 300 / 5 min).
+While disconnected every book is invalid; after reconnecting each is rebuilt from a snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+from engine.book import Book
+from engine.events import Incident, Trade
+from engine.logs import get_logger
+from engine.model import Instrument
+from venues.binance.book_sync import BookSync
+from venues.binance.config import BinanceConfig
+from venues.binance.decode import BookTop, ControlReply, DepthDiff, MarketFrameDecoder, ServerShutdown
+from venues.binance.errors import BinanceError, RateLimited
+from venues.binance.rest import BinanceRest
+from venues.binance.symbols import SymbolMap, to_stream, to_wire
+from venues.common.backoff import AttemptWindow, BackoffSettings, ExponentialBackoff, ReconnectPolicy
+from venues.common.ws import ReconnectingWebSocket, WsSettings
+
+VENUE = "binance"
+CHANNELS = (("orderbook", "depth"), ("trades", "trade"), ("ticker", "bookTicker"))
+
+
+def _ignore(_: object) -> None:
+    return None
+
+
+class BinanceMarketData:
+    """Market data for ``config.symbols``. ``instruments`` maps canonical symbol -> Instrument.
+
+    ``attempt_window`` shares one connection-attempt budget between all of an adapter's sockets.
+
+    ``books`` may be supplied (e.g. the engine's own ``Book`` objects, so strategies read the
+    same memory the feed writes); otherwise one is created per symbol.
+    """
+
+    def __init__(
+        self,
+        config: BinanceConfig,
+        rest: BinanceRest,
+        instruments: dict[str, Instrument],
+        on_book: Callable[[Book], None],
+        on_trade: Callable[[Trade], None] = _ignore,
+        on_incident: Callable[[Incident], None] = _ignore,
+        on_top: Callable[[BookTop], None] | None = None,
+        books: dict[str, Book] | None = None,
+        attempt_window: AttemptWindow | None = None,
+    ) -> None:
+        self.config = config
+        self.rest = rest
+        self.log = get_logger("market_data")
+        self.xlog = get_logger("exchanges")
+        missing = [s for s in config.symbols if s not in instruments]
+        if missing:
+            raise ValueError(f"binance market data: no instrument for {missing}")
+        self.symbols = SymbolMap(list(config.symbols))
+        self.decoder = MarketFrameDecoder(self.symbols, instruments[config.symbols[0]].price_scale, self.log)
+        self.on_trade = on_trade
+        self.on_incident = on_incident
+        self.on_top = on_top
+        self.books: dict[str, Book] = {}
+        self.syncs: dict[str, BookSync] = {}
+        self.tops: dict[str, BookTop] = {}
+        stale_ns = int(config.stale_data_timeout_s * 1e9)
+        for sym in config.symbols:
+            book = (books or {}).get(sym) or Book(instruments[sym])
+            self.books[sym] = book
+            self.syncs[sym] = BookSync(
+                book,
+                request_snapshot=lambda gen, s=sym: self._request_snapshot(s, gen),
+                on_book=on_book,
+                on_incident=on_incident,
+                stale_after_ns=stale_ns,
+                logger=self.log,
+            )
+        depth = "depth@100ms" if config.depth_update_ms == 100 else "depth"
+        self.streams = []
+        for sym in config.symbols:
+            s = to_stream(sym)
+            self.streams += [f"{s}@{depth}", f"{s}@trade", f"{s}@bookTicker"]
+        self.ws = ReconnectingWebSocket(
+            "binance market data",
+            self.url,
+            self._on_frame,
+            ReconnectPolicy(config.reconnect, shared_window=attempt_window),
+            self.xlog,
+            WsSettings(
+                ping_interval_s=config.ping_interval_s,
+                ping_timeout_s=config.ping_timeout_s,
+                max_silence_s=config.silence_reconnect_s,
+                max_age_s=config.max_connection_age_s,
+                watchdog_interval_s=min(1.0, config.stale_data_timeout_s / 4),
+            ),
+            on_open=self._on_open,
+            on_close=self._on_close,
+            on_tick=self._on_tick,
+        )
+        self._snapshot_tasks: set[asyncio.Task[None]] = set()
+        self.trades = 0
+        self.server_shutdowns = 0
+        self.snapshot_failures = 0
+
+    def url(self) -> str:
+        return f"{self.config.ws_url}/stream?streams={'/'.join(self.streams)}"
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> asyncio.Task[None]:
+        return self.ws.start()
+
+    async def stop(self) -> None:
+        await self.ws.stop()
+        for t in list(self._snapshot_tasks):
+            t.cancel()
+        for t in list(self._snapshot_tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    def reconnect(self, reason: str = "operator request") -> None:
+        self.ws.reconnect_now(reason)
+
+    def resync(self, symbol: str, reason: str = "operator request") -> None:
+        """Rebuild one book from a fresh snapshot (the operator API's snapshot endpoint)."""
+        self.syncs[symbol].resync(reason, time.time_ns())
+
+    @property
+    def connected(self) -> bool:
+        return self.ws.connected.is_set()
+
+    # --- socket callbacks ----------------------------------------------------------------------
+    async def _on_open(self, _ws: object) -> None:
+        for sym in self.config.symbols:
+            for channel, stream in CHANNELS:
+                self.log.info(f"Subscribed to binance:{sym}:{channel} (subscribe {to_stream(sym)}@{stream})")
+        if self.ws.connects > 1:
+            self.on_incident(
+                Incident(time.time_ns(), VENUE, "", "reconnect", f"market data connection {self.ws.connects}")
+            )
+
+    def _on_close(self, reason: str) -> None:
+        now = time.time_ns()
+        for sync in self.syncs.values():
+            sync.reset("disconnected")
+        if not self.ws.stopping:
+            self.on_incident(Incident(now, VENUE, "", "disconnect", f"market data: {reason}"))
+
+    def _on_tick(self, now_ns: int) -> None:
+        for sync in self.syncs.values():
+            sync.check_stale(now_ns)
+
+    def _on_frame(self, frame: bytes, ts_recv: int) -> None:
+        ev = self.decoder.decode(frame, ts_recv)
+        t = type(ev)
+        if t is DepthDiff:
+            sync = self.syncs.get(ev.symbol)
+            if sync is not None:
+                sync.on_diff(ev)
+        elif t is Trade:
+            self.trades += 1
+            self.on_trade(ev)
+        elif t is BookTop:
+            self.tops[ev.symbol] = ev
+            if self.on_top is not None:
+                self.on_top(ev)
+        elif t is ServerShutdown:
+            self.server_shutdowns += 1
+            self.xlog.warning("binance market data: serverShutdown received, reconnecting")
+            self.ws.reconnect_now("serverShutdown")
+        elif t is ControlReply and ev.code is not None:
+            self.xlog.warning(f"binance market data: control error code={ev.code} msg={ev.msg!r}")
+
+    # --- snapshots -----------------------------------------------------------------------------
+    def _request_snapshot(self, symbol: str, generation: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._fetch_snapshot(symbol, generation))
+        self._snapshot_tasks.add(task)
+        task.add_done_callback(self._snapshot_tasks.discard)
+
+    async def _fetch_snapshot(self, symbol: str, generation: int) -> None:
+        sync = self.syncs[symbol]
+        wire = to_wire(symbol)
+        backoff = ExponentialBackoff(BackoffSettings(initial_s=0.2, max_s=10.0, jitter=0.3))
+        while sync.generation == generation:
+            try:
+                snap = await self.rest.depth(wire, self.config.depth_snapshot_limit)
+            except (TimeoutError, BinanceError, ValueError, OSError) as exc:
+                self.snapshot_failures += 1
+                delay = exc.retry_after_s if isinstance(exc, RateLimited) else backoff.next_delay()
+                self.log.warning(
+                    f"Order book snapshot timeout/failure binance {symbol}: {exc}; retrying in {delay:.1f}s"
+                )
+                await asyncio.sleep(delay)
+                continue
+            sync.on_snapshot(snap, generation)
+            return

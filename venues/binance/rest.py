@@ -1,0 +1,341 @@
+"""Signed REST client for Binance spot: one keep-alive aiohttp session, local weight limiting,
+server-clock timestamps, and the HTTP status rules Binance documents.
+
+- Every request books its documented weight in a local sliding window before it is sent, so
+  Binance never has to refuse; ``X-MBX-USED-WEIGHT-1M`` and ``X-MBX-ORDER-COUNT-*`` answers are
+  folded back in. Waits are logged (``Rate limit wait ...`` in exchanges.log) and raised as
+  ``rate_limit_wait`` incidents.
+- 429 and 418 carry ``Retry-After``: no request of any kind leaves before it expires.
+- 5XX, -1007 and a lost answer mean the request's fate is unknown (``OrderStateUnknown``); the
+  caller queries, it never assumes failure.
+- -1021 (timestamp outside recvWindow) re-measures the server clock and retries once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from engine.events import Incident
+from engine.logs import get_logger
+from venues.binance import decode as dec
+from venues.binance.config import BinanceConfig, Credentials
+from venues.binance.errors import (
+    INVALID_SIGNATURE,
+    INVALID_TIMESTAMP,
+    TIMEOUT,
+    BinanceApiError,
+    NotConnected,
+    OrderStateUnknown,
+    RateLimited,
+    log_api_error,
+)
+from venues.binance.signing import encode_query, signed_query
+from venues.binance.time_sync import ServerClock
+from venues.common.ratelimit import RequestLimiter, RetryAfterGate, Wait, WeightWindow
+
+VENUE = "binance"
+WEIGHT_WINDOW = "REQUEST_WEIGHT 1M"
+ORDERS_10S = "ORDERS 10S"
+ORDERS_1D = "ORDERS 1D"
+
+# documented request weights (BDOCS rest-api.md)
+W_TIME = 1
+W_EXCHANGE_INFO = 20
+W_ORDER_NEW = 1
+W_ORDER_CANCEL = 1
+W_ORDER_QUERY = 4
+W_OPEN_ORDERS_SYMBOL = 6
+W_OPEN_ORDERS_ALL = 80
+W_ACCOUNT = 20
+
+
+def depth_weight(limit: int) -> int:
+    """``GET /api/v3/depth`` weight by ``limit``."""
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 25
+    if limit <= 1000:
+        return 50
+    return 250
+
+
+def _retry_after_s(headers: Mapping[str, str], status: int) -> float:
+    raw = headers.get("Retry-After")
+    if raw is not None:
+        try:
+            return max(float(raw), 0.0)
+        except ValueError:
+            pass
+    return 120.0 if status == 418 else 10.0  # 418 bans start at 2 minutes
+
+
+class BinanceRest:
+    """Binance spot REST. Create inside a running loop, ``await start()``, ``await close()`` at the end."""
+
+    def __init__(
+        self,
+        config: BinanceConfig,
+        credentials: Credentials | None = None,
+        server_clock: ServerClock | None = None,
+        on_incident: Callable[[Incident], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.base = config.rest_url
+        self.credentials = credentials
+        self.clock = server_clock or ServerClock()
+        self.on_incident = on_incident
+        self.log = get_logger("exchanges")
+        rl = config.rate_limits
+        keep = 1.0 - rl.safety_margin
+        self.gate = RetryAfterGate()
+        self.limiter = RequestLimiter(
+            {
+                "weight": [WeightWindow(WEIGHT_WINDOW, max(int(rl.request_weight_per_minute * keep), 1), 60.0)],
+                "orders": [
+                    WeightWindow(ORDERS_10S, max(int(rl.orders_per_10s * keep), 1), 10.0),
+                    WeightWindow(ORDERS_1D, max(int(rl.orders_per_day * keep), 1), 86400.0),
+                ],
+            },
+            gate=self.gate,
+            on_wait=self._on_wait,
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self.requests = 0
+        self.status_counts: dict[int, int] = {}
+        self.last_used_weight = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=60.0, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.config.http_timeout_s),
+                headers={"User-Agent": "hft-system/0.1"},
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> BinanceRest:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- limits --------------------------------------------------------------------------------
+    def apply_exchange_limits(self, rules: list[dec.RateLimitRule]) -> None:
+        """Lower local limits to exchangeInfo's where those are lower (never raise them)."""
+        rl = self.config.rate_limits
+        if not rl.use_exchange_info:
+            return
+        keep = 1.0 - rl.safety_margin
+        targets = {
+            ("REQUEST_WEIGHT", "MINUTE", 1): ("weight", WEIGHT_WINDOW),
+            ("ORDERS", "SECOND", 10): ("orders", ORDERS_10S),
+            ("ORDERS", "DAY", 1): ("orders", ORDERS_1D),
+        }
+        for r in rules:
+            hit = targets.get((r.rate_limit_type, r.interval, r.interval_num))
+            if hit is None:
+                continue
+            kind, name = hit
+            for w in self.limiter.windows[kind]:
+                new = max(int(r.limit * keep), 1)
+                if w.name == name and new < w.limit:
+                    self.log.info(f"binance {name} limit lowered to {new} (exchangeInfo says {r.limit})")
+                    w.limit = new
+
+    def _on_wait(self, wait: Wait) -> None:
+        used = ""
+        for w in self.limiter.windows["weight"]:
+            used = f", weight used {w.used}/{w.limit} per minute"
+        self.log.info(
+            f"Rate limit wait {wait.seconds:.3f}s on binance before sending: {wait.limit} (local rate limit{used})"
+        )
+        if self.on_incident is not None:
+            self.on_incident(Incident(time.time_ns(), VENUE, "", "rate_limit_wait", wait.limit, wait.seconds))
+
+    # --- core ----------------------------------------------------------------------------------
+    async def request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        signed: bool = False,
+        weight: int = 1,
+        orders: int = 0,
+        timeout_s: float | None = None,
+        _retried: bool = False,
+    ) -> bytes:
+        """Send one request and return its body; raise the adapter's errors for anything but 2XX."""
+        if self._session is None:
+            await self.start()
+        session = self._session
+        assert session is not None
+        await self.limiter.acquire({"weight": weight, "orders": orders})
+        headers = {}
+        if signed:
+            creds = self.credentials
+            if creds is None:
+                raise NotConnected(f"binance {path}: signed request without API keys")
+            p = dict(params or {})
+            p["recvWindow"] = self.config.recv_window_ms
+            p["timestamp"] = self.clock.now_ms()
+            query = signed_query(creds.api_secret, p)
+            headers["X-MBX-APIKEY"] = creds.api_key
+        else:
+            query = encode_query(params) if params else ""
+        url = URL(f"{self.base}{path}?{query}" if query else f"{self.base}{path}", encoded=True)
+        endpoint = f"{method} {path}"
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
+        self.requests += 1
+        try:
+            async with session.request(method, url, headers=headers, timeout=timeout) as resp:
+                body = await resp.read()
+                status = resp.status
+                resp_headers = resp.headers
+        except aiohttp.ClientConnectorError as exc:
+            raise NotConnected(f"Failed to connect to binance ({endpoint}): {exc}") from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise OrderStateUnknown(f"no answer ({type(exc).__name__}: {exc})", endpoint) from exc
+        self.status_counts[status] = self.status_counts.get(status, 0) + 1
+        self._observe_headers(resp_headers)
+        if 200 <= status < 300:
+            return body
+        err = dec.decode_error(body)
+        code, msg = (err.code, err.msg) if err is not None else (0, body[:200].decode("utf-8", "replace"))
+        if status in (429, 418):
+            retry = _retry_after_s(resp_headers, status)
+            self.gate.block(retry, f"HTTP {status}")
+            exc = RateLimited(status, code, msg, retry, endpoint)
+            log_api_error(self.log, exc, f"HTTP {status}, no request before Retry-After {retry:.0f}s")
+            if self.on_incident is not None:
+                self.on_incident(
+                    Incident(time.time_ns(), VENUE, "", "rate_limit_wait", f"HTTP {status} Retry-After", retry)
+                )
+            raise exc
+        if status >= 500 or code == TIMEOUT:
+            raise OrderStateUnknown(f"HTTP {status} code={code} {msg!r}", endpoint, status, code)
+        exc = BinanceApiError(status, code, msg, endpoint)
+        if code in (INVALID_TIMESTAMP, INVALID_SIGNATURE):
+            log_api_error(self.log, exc, f"recvWindow={self.config.recv_window_ms}", self.clock.offset_ms)
+            if code == INVALID_TIMESTAMP and signed and not _retried:
+                await self.sync_time()
+                return await self.request(
+                    method,
+                    path,
+                    params,
+                    signed=signed,
+                    weight=weight,
+                    orders=orders,
+                    timeout_s=timeout_s,
+                    _retried=True,
+                )
+        raise exc
+
+    def _observe_headers(self, headers: Mapping[str, str]) -> None:
+        used = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
+        if used is not None and used.isdigit():
+            self.last_used_weight = int(used)
+            self.limiter.observe("weight", WEIGHT_WINDOW, int(used))
+        for header, name in (("X-MBX-ORDER-COUNT-10S", ORDERS_10S), ("X-MBX-ORDER-COUNT-1D", ORDERS_1D)):
+            v = headers.get(header)
+            if v is not None and v.isdigit():
+                self.limiter.observe("orders", name, int(v))
+
+    # --- endpoints -----------------------------------------------------------------------------
+    async def server_time(self) -> int:
+        return dec.decode_server_time(await self.request("GET", "/api/v3/time", weight=W_TIME))
+
+    async def sync_time(self, samples: int = 3) -> ServerClock:
+        """Measure the server clock offset; keep the sample with the shortest round trip."""
+        best: tuple[float, float] | None = None
+        for _ in range(max(samples, 1)):
+            t0 = time.time_ns()
+            server_ms = await self.server_time()
+            t1 = time.time_ns()
+            off, rtt = self.clock.sample(t0, server_ms, t1)
+            if best is None or rtt < best[1]:
+                best = (off, rtt)
+        assert best is not None
+        old = self.clock.offset_ms if self.clock.measured else None
+        self.clock.adopt(*best)
+        self.log.info(f"binance clock offset {best[0]:+.1f} ms (round trip {best[1]:.1f} ms)")
+        if old is not None and abs(best[0] - old) > 100 and self.on_incident is not None:
+            self.on_incident(
+                Incident(time.time_ns(), VENUE, "", "clock_offset", f"offset {old:+.1f} -> {best[0]:+.1f} ms", best[0])
+            )
+        return self.clock
+
+    async def exchange_info(self, wire_symbols: list[str] | None = None) -> dec.ExchangeInfoMsg:
+        params: dict[str, Any] = {}
+        if wire_symbols:
+            if len(wire_symbols) == 1:
+                params["symbol"] = wire_symbols[0]
+            else:
+                params["symbols"] = "[" + ",".join(f'"{s}"' for s in wire_symbols) + "]"
+        body = await self.request("GET", "/api/v3/exchangeInfo", params, weight=W_EXCHANGE_INFO)
+        info = dec.decode_exchange_info(body)
+        self.apply_exchange_limits(info.rate_limits)
+        return info
+
+    async def depth(self, wire_symbol: str, limit: int = 1000) -> dec.Snapshot:
+        body = await self.request(
+            "GET", "/api/v3/depth", {"symbol": wire_symbol, "limit": limit}, weight=depth_weight(limit)
+        )
+        return dec.decode_snapshot(body, time.time_ns())
+
+    async def new_order(self, params: Mapping[str, Any], timeout_s: float | None = None) -> dec.OrderMsg:
+        body = await self.request(
+            "POST",
+            "/api/v3/order",
+            params,
+            signed=True,
+            weight=W_ORDER_NEW,
+            orders=1,
+            timeout_s=timeout_s or self.config.order_timeout_s,
+        )
+        return dec.decode_order(body)
+
+    async def cancel_order(
+        self, wire_symbol: str, orig_client_order_id: str, timeout_s: float | None = None
+    ) -> dec.OrderMsg:
+        body = await self.request(
+            "DELETE",
+            "/api/v3/order",
+            {"symbol": wire_symbol, "origClientOrderId": orig_client_order_id},
+            signed=True,
+            weight=W_ORDER_CANCEL,
+            timeout_s=timeout_s or self.config.order_timeout_s,
+        )
+        return dec.decode_order(body)
+
+    async def query_order(self, wire_symbol: str, orig_client_order_id: str) -> dec.OrderMsg:
+        body = await self.request(
+            "GET",
+            "/api/v3/order",
+            {"symbol": wire_symbol, "origClientOrderId": orig_client_order_id},
+            signed=True,
+            weight=W_ORDER_QUERY,
+        )
+        return dec.decode_order(body)
+
+    async def open_orders(self, wire_symbol: str | None = None) -> list[dec.OrderMsg]:
+        params = {"symbol": wire_symbol} if wire_symbol else {}
+        weight = W_OPEN_ORDERS_SYMBOL if wire_symbol else W_OPEN_ORDERS_ALL
+        return dec.decode_orders(await self.request("GET", "/api/v3/openOrders", params, signed=True, weight=weight))
+
+    async def account(self) -> dec.AccountMsg:
+        body = await self.request("GET", "/api/v3/account", {"omitZeroBalances": "true"}, signed=True, weight=W_ACCOUNT)
+        return dec.decode_account(body)

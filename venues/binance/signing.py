@@ -1,0 +1,46 @@
+"""HMAC-SHA256 request signing, exactly as Binance documents it.
+
+REST: the payload is the query string (in the order sent) concatenated with the body, non-ASCII
+characters percent-encoded; ``signature = hex(HMAC-SHA256(secret, payload))`` is appended as the
+last parameter. WebSocket API: every parameter except ``signature`` sorted by name, joined as
+``k=v`` with ``&``, values as they are (UTF-8, not escaped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from urllib.parse import quote
+
+
+def sign(secret: str, payload: str) -> str:
+    """Lower-case hex HMAC-SHA256 of ``payload`` under ``secret``."""
+    return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+
+
+def param_str(value: object) -> str:
+    """How one parameter value is spelled on the wire (booleans as ``true``/``false``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def encode_query(params: Mapping[str, object]) -> str:
+    """``k=v&k=v`` in the given order, percent-encoding what is not URL-safe (non-ASCII included)."""
+    return "&".join(f"{quote(k, safe='')}={quote(param_str(v), safe='')}" for k, v in params.items())
+
+
+def signed_query(secret: str, params: Mapping[str, object]) -> str:
+    """The full signed query string: ``params`` then ``&signature=<hex>``."""
+    query = encode_query(params)
+    return f"{query}&signature={sign(secret, query)}"
+
+
+def ws_payload(params: Mapping[str, object]) -> str:
+    """The WebSocket API signature payload: sorted ``k=v`` pairs, ``signature`` excluded."""
+    return "&".join(f"{k}={param_str(params[k])}" for k in sorted(params) if k != "signature")
+
+
+def sign_ws_params(secret: str, params: Mapping[str, object]) -> str:
+    return sign(secret, ws_payload(params))

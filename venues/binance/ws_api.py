@@ -1,0 +1,216 @@
+"""Binance WebSocket API session: signed requests matched to responses by ``id``, and the
+user-data events (``{"subscriptionId":..,"event":{..}}``) that arrive on the same connection.
+
+Requests book their weight in the adapter's shared limiter (Binance counts REST and WS API
+weight together per IP). A request whose connection drops before its answer arrives fails with
+``OrderStateUnknown``: for an order that means "query it", never "it failed".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from engine.logs import get_logger
+from venues.binance.config import BinanceConfig, Credentials
+from venues.binance.decode import ServerShutdownMsg, UserFrameDecoder, WsApiMessage
+from venues.binance.errors import (
+    INVALID_SIGNATURE,
+    INVALID_TIMESTAMP,
+    TIMEOUT,
+    BinanceApiError,
+    NotConnected,
+    OrderStateUnknown,
+    RateLimited,
+    log_api_error,
+)
+from venues.binance.signing import sign_ws_params
+from venues.binance.time_sync import ServerClock
+from venues.common.backoff import AttemptWindow, ReconnectPolicy
+from venues.common.ratelimit import RequestLimiter
+from venues.common.ws import ReconnectingWebSocket, WsSettings
+
+_encode = msgspec.json.encode
+
+
+class BinanceWsApi:
+    """One WS API connection, kept alive. ``on_event(msg, event, ts_recv)`` gets user-data events;
+    ``on_connected()`` callbacks run (synchronously) after every (re)connect."""
+
+    def __init__(
+        self,
+        config: BinanceConfig,
+        credentials: Credentials | None,
+        server_clock: ServerClock,
+        limiter: RequestLimiter | None = None,
+        on_event: Callable[[WsApiMessage, msgspec.Struct, int], None] | None = None,
+        name: str = "binance ws api",
+        attempt_window: AttemptWindow | None = None,
+    ) -> None:
+        self.config = config
+        self.credentials = credentials
+        self.clock = server_clock
+        self.limiter = limiter
+        self.on_event = on_event
+        self.on_connected: list[Callable[[], None]] = []
+        self.on_disconnected: list[Callable[[str], None]] = []
+        self.log = get_logger("exchanges")
+        self.decoder = UserFrameDecoder(self.log)
+        self._pending: dict[str, asyncio.Future[WsApiMessage]] = {}
+        self._prefix = f"h{os.getpid() % 10000}x"
+        self._ids = itertools.count(1)
+        self.ws = ReconnectingWebSocket(
+            name,
+            lambda: self.config.ws_api_url,
+            self._on_frame,
+            ReconnectPolicy(config.reconnect, shared_window=attempt_window),
+            self.log,
+            WsSettings(
+                ping_interval_s=config.ping_interval_s,
+                ping_timeout_s=config.ping_timeout_s,
+                max_age_s=config.max_connection_age_s,
+            ),
+            on_open=self._on_open,
+            on_close=self._on_close,
+        )
+
+    def start(self) -> asyncio.Task[None]:
+        return self.ws.start()
+
+    async def stop(self) -> None:
+        await self.ws.stop()
+        self._fail_pending("session stopped")
+
+    @property
+    def connected(self) -> bool:
+        return self.ws.connected.is_set()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not answered yet."""
+        return len(self._pending)
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self.ws.connected.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    # --- requests ------------------------------------------------------------------------------
+    def signed_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        creds = self.credentials
+        if creds is None:
+            raise NotConnected("binance WS API: signed request without API keys")
+        p = dict(params)
+        p["apiKey"] = creds.api_key
+        p.setdefault("recvWindow", self.config.recv_window_ms)
+        p["timestamp"] = self.clock.now_ms()
+        p["signature"] = sign_ws_params(creds.api_secret, p)
+        return p
+
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        signed: bool = False,
+        weight: int = 1,
+        orders: int = 0,
+        timeout_s: float | None = None,
+    ) -> WsApiMessage:
+        """Send one request and wait for its response (raises the adapter's errors on failure)."""
+        if not self.connected:
+            raise NotConnected(f"binance WS API not connected ({method})")
+        if self.limiter is not None:
+            await self.limiter.acquire({"weight": weight, "orders": orders})
+        p = self.signed_params(params or {}) if signed else dict(params or {})
+        rid = f"{self._prefix}{next(self._ids)}"
+        fut: asyncio.Future[WsApiMessage] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            try:
+                await self.ws.send(_encode({"id": rid, "method": method, "params": p}).decode())
+            except Exception as exc:
+                raise NotConnected(f"binance WS API send failed ({method}): {exc}") from exc
+            try:
+                msg = await asyncio.wait_for(fut, timeout_s or self.config.order_timeout_s)
+            except TimeoutError:
+                raise OrderStateUnknown("no response in time", f"ws {method}") from None
+        finally:
+            self._pending.pop(rid, None)
+        self._observe(msg)
+        if msg.status == 200 and msg.error is None:
+            return msg
+        err = msg.error
+        code, text = (err.code, err.msg) if err is not None else (0, "")
+        endpoint = f"ws {method}"
+        if msg.status in (429, 418):
+            retry = 10.0
+            data = err.data if err is not None else None
+            if data and isinstance(data.get("retryAfter"), int):
+                server_now = data.get("serverTime") or self.clock.now_ms()
+                retry = max((data["retryAfter"] - server_now) / 1000.0, 0.0)
+            if self.limiter is not None:
+                self.limiter.gate.block(retry, f"WS API {msg.status}")
+            exc = RateLimited(msg.status, code, text, retry, endpoint)
+            log_api_error(self.log, exc, f"WS API status {msg.status}, no request before {retry:.0f}s")
+            raise exc
+        if msg.status >= 500 or code == TIMEOUT:
+            raise OrderStateUnknown(f"status {msg.status} code={code} {text!r}", endpoint, msg.status, code)
+        exc = BinanceApiError(msg.status, code, text, endpoint)
+        if code in (INVALID_TIMESTAMP, INVALID_SIGNATURE):
+            log_api_error(self.log, exc, f"recvWindow={self.config.recv_window_ms}", self.clock.offset_ms)
+        raise exc
+
+    def _observe(self, msg: WsApiMessage) -> None:
+        if self.limiter is None or not msg.rate_limits:
+            return
+        for r in msg.rate_limits:
+            if r.count is None:
+                continue
+            if r.rate_limit_type == "REQUEST_WEIGHT" and r.interval == "MINUTE" and r.interval_num == 1:
+                self.limiter.observe("weight", "REQUEST_WEIGHT 1M", r.count)
+            elif r.rate_limit_type == "ORDERS" and r.interval == "SECOND" and r.interval_num == 10:
+                self.limiter.observe("orders", "ORDERS 10S", r.count)
+
+    # --- socket callbacks ----------------------------------------------------------------------
+    async def _on_open(self, _ws: object) -> None:
+        # callbacks only schedule work: responses are read by the loop that starts after this
+        for cb in self.on_connected:
+            cb()
+
+    def _on_close(self, reason: str) -> None:
+        self._fail_pending(reason)
+        for cb in self.on_disconnected:
+            cb(reason)
+
+    def _fail_pending(self, reason: str) -> None:
+        pending, self._pending = self._pending, {}
+        for rid, fut in pending.items():
+            if not fut.done():
+                fut.set_exception(OrderStateUnknown(f"connection closed before the answer ({reason})", f"ws id {rid}"))
+
+    def _on_frame(self, frame: bytes, ts_recv: int) -> None:
+        r = self.decoder.decode(frame)
+        if r is None:
+            return
+        msg, event = r
+        if event is not None:
+            if type(event) is ServerShutdownMsg:
+                self.log.warning(f"{self.ws.name}: serverShutdown received, reconnecting")
+                self.ws.reconnect_now("serverShutdown")
+                return
+            if self.on_event is not None:
+                self.on_event(msg, event, ts_recv)
+            return
+        fut = self._pending.get(str(msg.id)) if msg.id is not None else None
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
+        elif msg.id is not None:
+            self.log.info(f"binance WS API: answer for unknown request id {msg.id!r} (status {msg.status})")

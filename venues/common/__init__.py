@@ -1,0 +1,1 @@
+"""Helpers every live venue adapter shares: reconnect backoff, rate limiting, WebSocket loop."""

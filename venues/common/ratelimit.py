@@ -1,0 +1,169 @@
+"""Local request-weight limiting, so the venue never has to refuse us.
+
+``WeightWindow`` is a sliding log of (time, weight): the sum over any ``interval_s`` never
+exceeds ``limit``. A sliding window is stricter than the calendar windows venues usually count
+in, so staying inside it stays inside theirs whichever way the venue aligns its windows.
+The venue's own count (e.g. Binance ``X-MBX-USED-WEIGHT-1M``) is folded in with ``observe``:
+weight it saw that we did not send (another process on the same IP, a restart) is booked too.
+
+``RetryAfterGate`` holds every request back until a venue-imposed ban (429/418 ``Retry-After``)
+has expired. ``RequestLimiter`` combines windows and the gate behind one ``acquire``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class WeightWindow:
+    """At most ``limit`` weight in any ``interval_s`` seconds (sliding)."""
+
+    __slots__ = ("_clock", "_log", "_used", "interval_s", "limit", "name")
+
+    def __init__(self, name: str, limit: int, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if limit <= 0 or interval_s <= 0:
+            raise ValueError(f"rate limit {name!r} needs limit > 0 and interval_s > 0, got {limit}, {interval_s}")
+        self.name = name
+        self.limit = limit
+        self.interval_s = interval_s
+        self._clock = clock
+        self._log: deque[tuple[float, int]] = deque()
+        self._used = 0
+
+    def _trim(self, now: float) -> None:
+        edge = now - self.interval_s
+        log = self._log
+        while log and log[0][0] <= edge:
+            self._used -= log.popleft()[1]
+
+    @property
+    def used(self) -> int:
+        self._trim(self._clock())
+        return self._used
+
+    def wait_time(self, weight: int) -> float:
+        """Seconds until ``weight`` more fits (0 if it fits now)."""
+        if weight > self.limit:
+            raise ValueError(f"request weight {weight} exceeds the {self.name} limit {self.limit}")
+        now = self._clock()
+        self._trim(now)
+        excess = self._used + weight - self.limit
+        if excess <= 0:
+            return 0.0
+        freed = 0
+        for ts, w in self._log:
+            freed += w
+            if freed >= excess:
+                return max(ts + self.interval_s - now, 0.0)
+        return self.interval_s
+
+    def consume(self, weight: int) -> None:
+        now = self._clock()
+        self._trim(now)
+        self._log.append((now, weight))
+        self._used += weight
+
+    def observe(self, venue_count: int) -> None:
+        """Fold in the venue's own count for the current window: book what we did not see."""
+        now = self._clock()
+        self._trim(now)
+        missing = venue_count - self._used
+        if missing > 0:
+            self._log.append((now, missing))
+            self._used += missing
+
+
+class RetryAfterGate:
+    """No request before ``blocked_until`` (monotonic seconds), set from Retry-After answers."""
+
+    __slots__ = ("_clock", "blocked_until", "reason")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.blocked_until = 0.0
+        self.reason = ""
+
+    def block(self, seconds: float, reason: str) -> None:
+        until = self._clock() + max(seconds, 0.0)
+        if until > self.blocked_until:
+            self.blocked_until = until
+            self.reason = reason
+
+    def wait_time(self) -> float:
+        return max(self.blocked_until - self._clock(), 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """One wait the limiter imposed: how long, and which limit caused it."""
+
+    seconds: float
+    limit: str
+
+
+class RequestLimiter:
+    """Windows plus a Retry-After gate; ``acquire`` sleeps until a request of some weight may go.
+
+    ``on_wait`` is called once per sleep (the adapter logs it and raises an incident).
+    Windows are keyed by kind (``weight``, ``orders``) so order entry also counts unfilled orders.
+    """
+
+    def __init__(
+        self,
+        windows: dict[str, list[WeightWindow]],
+        gate: RetryAfterGate | None = None,
+        on_wait: Callable[[Wait], None] | None = None,
+        sleep: Callable[[float], object] = asyncio.sleep,
+    ) -> None:
+        self.windows = windows
+        self.gate = gate or RetryAfterGate()
+        self.on_wait = on_wait
+        self._sleep = sleep
+        self.waits = 0
+        self.waited_s = 0.0
+
+    def wait_time(self, costs: dict[str, int]) -> Wait:
+        best = Wait(self.gate.wait_time(), "retry-after")
+        for kind, cost in costs.items():
+            if cost <= 0:
+                continue
+            for w in self.windows.get(kind, ()):
+                t = w.wait_time(cost)
+                if t > best.seconds:
+                    best = Wait(t, w.name)
+        return best
+
+    def consume(self, costs: dict[str, int]) -> None:
+        for kind, cost in costs.items():
+            if cost > 0:
+                for w in self.windows.get(kind, ()):
+                    w.consume(cost)
+
+    async def acquire(self, costs: dict[str, int]) -> float:
+        """Wait until every window has room and no ban is active, then book the costs.
+
+        Returns the seconds waited. Check and booking happen without an await between them,
+        so concurrent callers on one loop cannot overbook a window.
+        """
+        waited = 0.0
+        while True:
+            wait = self.wait_time(costs)
+            if wait.seconds <= 0:
+                self.consume(costs)
+                return waited
+            self.waits += 1
+            self.waited_s += wait.seconds
+            if self.on_wait is not None:
+                self.on_wait(wait)
+            # asyncio may wake a timer up to one clock tick early; the margin avoids a second wait
+            await self._sleep(wait.seconds + 0.001)
+            waited += wait.seconds
+
+    def observe(self, kind: str, name: str, venue_count: int) -> None:
+        for w in self.windows.get(kind, ()):
+            if w.name == name:
+                w.observe(venue_count)

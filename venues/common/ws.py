@@ -1,0 +1,228 @@
+"""A WebSocket client that stays connected: reconnect with backoff, watchdog, clean stop.
+
+The receive loop hands each frame to a synchronous ``on_message(data, ts_recv_ns)``: nothing is
+awaited between a frame leaving the socket buffer and the handler running, which is what keeps
+the market-data-to-order path free of scheduling delays. Pings from the server are answered by
+``websockets`` itself (the pong echoes the payload, as Binance requires); our own keepalive pings
+catch half-open connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from venues.common.backoff import ReconnectPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class WsSettings:
+    open_timeout_s: float = 10.0
+    ping_interval_s: float | None = 20.0
+    ping_timeout_s: float | None = 20.0
+    close_timeout_s: float = 2.0
+    max_size: int = 16 * 1024 * 1024
+    #: close and reconnect when nothing arrived for this long (None: never)
+    max_silence_s: float | None = None
+    #: reconnect before the venue's own cut-off (Binance: 24 h); None: never
+    max_age_s: float | None = None
+    watchdog_interval_s: float = 1.0
+
+
+class ReconnectingWebSocket:
+    """Keeps one logical stream alive across disconnects.
+
+    ``url`` is read before every attempt (the caller may change it between connections).
+    ``on_open(ws)`` runs after each connect (subscribe, authenticate); ``on_message`` gets every
+    frame as bytes; ``on_close(reason)`` after each disconnect. Exceptions from ``on_message`` are
+    logged and counted, never allowed to end the loop.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        url: Callable[[], str],
+        on_message: Callable[[bytes, int], None],
+        policy: ReconnectPolicy,
+        logger: logging.Logger,
+        settings: WsSettings | None = None,
+        on_open: Callable[[ClientConnection], Awaitable[None]] | None = None,
+        on_close: Callable[[str], None] | None = None,
+        on_tick: Callable[[int], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._url = url
+        self._on_message = on_message
+        self._on_open = on_open
+        self._on_close = on_close
+        self._on_tick = on_tick
+        self.policy = policy
+        self.log = logger
+        self.settings = settings or WsSettings()
+        self.ws: ClientConnection | None = None
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self.attempts = 0
+        self.handler_errors = 0
+        self.last_recv_mono = 0.0
+        self._connected_at = 0.0
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._got_message = False
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> asyncio.Task[None]:
+        if self._task is None or self._task.done():
+            self._stopping = False
+            self._task = asyncio.get_running_loop().create_task(self.run(), name=f"ws:{self.name}")
+        return self._task
+
+    async def stop(self) -> None:
+        self._stopping = True
+        ws = self.ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._task = None
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop()`` was called: a close now is ours, not an incident."""
+        return self._stopping
+
+    def reconnect_now(self, reason: str) -> None:
+        """Drop the current connection (a ``serverShutdown`` notice, an operator request)."""
+        ws = self.ws
+        if ws is None:
+            return
+        self.log.info(f"{self.name}: reconnecting ({reason})")
+        self.policy.immediate()
+        task = asyncio.get_running_loop().create_task(ws.close(1000, reason[:100]))
+        self._closing.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._closing.discard)
+
+    async def send(self, text: str) -> None:
+        ws = self.ws
+        if ws is None:
+            raise ConnectionError(f"{self.name}: not connected")
+        await ws.send(text)
+
+    # --- the loop -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        s = self.settings
+        while not self._stopping:
+            delay = self.policy.next_delay()
+            while delay > 0 and not self._stopping:
+                await asyncio.sleep(delay)
+                delay = self.policy.window.wait_time()
+            if self._stopping:
+                break
+            self.policy.record_attempt()
+            self.attempts += 1
+            url = self._url()
+            try:
+                ws = await connect(
+                    url,
+                    open_timeout=s.open_timeout_s,
+                    ping_interval=s.ping_interval_s,
+                    ping_timeout=s.ping_timeout_s,
+                    close_timeout=s.close_timeout_s,
+                    max_size=s.max_size,
+                    compression=None,
+                    proxy=None,
+                )
+            except (TimeoutError, OSError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
+                self.log.warning(f"Failed to connect to {self.name}: {type(exc).__name__}: {exc}")
+                continue
+            self.ws = ws
+            self.connects += 1
+            self._connected_at = time.monotonic()
+            self.last_recv_mono = self._connected_at
+            self._got_message = False
+            self.log.info(f"WebSocket connected: {self.name} (connection {self.connects})")
+            reason = await self._serve(ws)
+            self.ws = None
+            self.connected.clear()
+            self.log.warning(f"WebSocket connection closed: {self.name}: {reason}")
+            if self._on_close is not None:
+                try:
+                    self._on_close(reason)
+                except Exception:
+                    self.log.exception(f"{self.name}: close handler failed")
+
+    async def _serve(self, ws: ClientConnection) -> str:
+        watchdog = asyncio.get_running_loop().create_task(self._watchdog(ws))
+        try:
+            if self._on_open is not None:
+                await self._on_open(ws)
+            self.connected.set()
+            on_message = self._on_message
+            recv = ws.recv
+            clock = time.time_ns
+            mono = time.monotonic
+            while True:
+                data = await recv(decode=False)
+                ts = clock()
+                self.last_recv_mono = mono()
+                try:
+                    on_message(data, ts)
+                except Exception:
+                    self.handler_errors += 1
+                    self.log.exception(f"{self.name}: message handler failed")
+                if not self._got_message:
+                    self._got_message = True
+                    self.policy.on_connected()
+        except websockets.ConnectionClosed as exc:
+            rcvd, sent = exc.rcvd, exc.sent
+            if sent is not None and (rcvd is None or not exc.rcvd_then_sent):
+                return f"closed by client code={sent.code} reason={sent.reason!r}"
+            if rcvd is not None:
+                return f"closed by server code={rcvd.code} reason={rcvd.reason!r}"
+            return f"connection lost ({type(exc).__name__})"
+        except (TimeoutError, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(ws.close())
+            raise
+        except Exception as exc:
+            self.log.exception(f"{self.name}: session failed")
+            with contextlib.suppress(Exception):
+                await ws.close(1011, "client error")
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            watchdog.cancel()
+
+    async def _watchdog(self, ws: ClientConnection) -> None:
+        s = self.settings
+        while True:
+            await asyncio.sleep(s.watchdog_interval_s)
+            now = time.monotonic()
+            if self._on_tick is not None:
+                try:
+                    self._on_tick(time.time_ns())
+                except Exception:
+                    self.log.exception(f"{self.name}: tick handler failed")
+            if s.max_silence_s is not None and now - self.last_recv_mono > s.max_silence_s:
+                self.log.warning(f"{self.name}: no data for {now - self.last_recv_mono:.1f}s, reconnecting")
+                self.policy.immediate()
+                await ws.close(1000, "silent")
+                return
+            if s.max_age_s is not None and now - self._connected_at > s.max_age_s:
+                self.log.info(f"{self.name}: connection is {now - self._connected_at:.0f}s old, rolling over")
+                self.policy.immediate()
+                await ws.close(1000, "max age")
+                return
