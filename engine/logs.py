@@ -18,7 +18,9 @@ DEFAULT_LOG_DIR = "/var/log/hft_system"
 _FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s [%(name)s] %(message)s"
 _DATEFMT = "%Y-%m-%dT%H:%M:%S"
 
-_SECRET = re.compile(r"(?i)(signature|api[_-]?key|secret|x-mbx-apikey|passphrase)([\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9+/=_\-]{8,})")
+_SECRET = re.compile(
+    r"(?i)(signature|api[_-]?key|secret|x-mbx-apikey|passphrase)([\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9+/=_\-]{8,})"
+)
 
 
 def redact(text: str) -> str:
@@ -39,7 +41,9 @@ def get_logger(component: str) -> logging.Logger:
     return logging.getLogger(f"hft.{component}")
 
 
-def setup_logging(log_dir: str | os.PathLike[str] | None, level: int = logging.INFO, console: bool = False) -> Path | None:
+def setup_logging(
+    log_dir: str | os.PathLike[str] | None, level: int = logging.INFO, console: bool = False
+) -> Path | None:
     """Attach one file per component plus ``errors.log``. ``None`` keeps logs in memory only."""
     root = logging.getLogger("hft")
     for h in list(root.handlers):

@@ -88,7 +88,7 @@ def to_fixed(value: str | float | Decimal | int, scale: int) -> int:
             frac = frac[:scale]
         n = int(whole or "0") * 10**scale + int((frac + "0" * (scale - len(frac))) or "0")
         return -n if neg else n
-    return int(round(float(value) * 10**scale))
+    return round(float(value) * 10**scale)
 
 
 def from_fixed(value: int, scale: int) -> float:
@@ -150,17 +150,17 @@ class Instrument:
         raw = price * 10**self.price_scale
         ticks = raw / self.tick
         if side is Side.BUY:
-            n = int(math.floor(ticks + 1e-9))
+            n = math.floor(ticks + 1e-9)
         elif side is Side.SELL:
-            n = int(math.ceil(ticks - 1e-9))
+            n = math.ceil(ticks - 1e-9)
         else:
-            n = int(round(ticks))
+            n = round(ticks)
         return n * self.tick
 
     def round_size(self, size: float) -> int:
         """Round down to the lot size (never trade more than asked)."""
         raw = size * 10**self.size_scale
-        return int(math.floor(raw / self.lot + 1e-9)) * self.lot
+        return math.floor(raw / self.lot + 1e-9) * self.lot
 
     def notional(self, price_fixed: int, size_fixed: int) -> float:
         """Quote-currency value of ``size`` at ``price``."""
@@ -171,7 +171,9 @@ class Instrument:
         return px * qty * self.contract_size
 
 
-def canonical_symbol(venue_symbol: str, quotes: tuple[str, ...] = ("USDT", "USDC", "FDUSD", "BUSD", "USD", "BTC", "ETH", "EUR", "GBP")) -> str:
+def canonical_symbol(
+    venue_symbol: str, quotes: tuple[str, ...] = ("USDT", "USDC", "FDUSD", "BUSD", "USD", "BTC", "ETH", "EUR", "GBP")
+) -> str:
     """``BTCUSDT`` -> ``BTC-USDT``; symbols that already carry a dash are upper-cased only."""
     s = venue_symbol.upper()
     if "-" in s:
