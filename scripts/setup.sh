@@ -10,6 +10,13 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+log=$(mktemp)
+# pip's output goes to a log shown only on failure (setuptools warns on every editable install)
+if ! { .venv/bin/python -m pip install --quiet --upgrade pip && .venv/bin/python -m pip install --quiet -e '.[dev]'; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "error: installing the project into .venv failed (pip output above)" >&2
+  rm -f "$log"
+  exit 1
+fi
+rm -f "$log"
 echo "installed: $(.venv/bin/hft --help >/dev/null && echo 'hft CLI ready in .venv/bin/hft')"

@@ -55,3 +55,18 @@ def test_paper_session_trades_and_writes_a_normal_event_log(paper_run):
     lat = con.execute(f"select median(feed_latency_ns) from read_parquet('{out}/market.parquet')").fetchone()[0]
     assert lat is not None
     assert "Subscribed to binance:BTC-USDT:orderbook" in (out / "logs" / "market_data.log").read_text()
+
+
+def test_paper_event_log_feeds_the_same_reports(paper_run, capsys):
+    from engine.cli import main as hft_main
+
+    _, out = paper_run
+    # a paper session may end with few or no fills; the reports must still read the log and say so
+    code = hft_main(["report", "latency", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "(paper)" in text and "feed" in text and "send_to_ack" in text
+    assert (out / "latency_report.html").exists()
+    hft_main(["report", "post-mortem", str(out)])
+    assert (out / "post_mortem.md").exists()
+    assert "Post-mortem" in (out / "post_mortem.md").read_text()
