@@ -3,8 +3,8 @@
 A run is a directory directly under the root holding a ``manifest.json`` or event-log Parquet
 files. Its strategies come from the manifest (else from the strategy ids in its fills and orders);
 its time span from ``run_info.json`` for backtests (when the run was made), else the manifest's
-``data.from_ns``/``data.to_ns``, else the first and last event timestamps. "Latest" means most recently written: the manifest's modification time (else the
-directory's), ties broken by name.
+``data.from_ns``/``data.to_ns``, else the first and last event timestamps. "Latest" means most
+recently written: the manifest's modification time (else the directory's), ties broken by name.
 """
 
 from __future__ import annotations

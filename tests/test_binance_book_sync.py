@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 
+import numpy as np
 import pytest
 from test_binance_support import CAPTURE, FIXTURES, capture_log, fixture
 
@@ -221,13 +222,71 @@ def test_stale_then_resumed(btc_events) -> None:
     assert h.book.valid and len(h.served) == served_before + 1
 
 
+def lv(*pairs: tuple[int, int]) -> np.ndarray:
+    """Levels as the decoder gives them: int64 (n, 2)."""
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
 def test_crossed_book_never_served() -> None:
     h = Harness()
-    h.sync.on_diff(DepthDiff("BTC-USDT", 11, 12, 0, 1, [(100, 5)], []))
-    h.snapshot(Snapshot(10, [(99, 1)], [(101, 1)], 1))
+    h.sync.on_diff(DepthDiff("BTC-USDT", 11, 12, 0, 1, lv((100, 5)), lv()))
+    h.snapshot(Snapshot(10, lv((99, 1)), lv((101, 1)), 1))
     assert h.book.valid and h.served[-1][0] == 12
     # an ask below the best bid: the venue would never publish this; we must not serve it
-    h.sync.on_diff(DepthDiff("BTC-USDT", 13, 13, 0, 2, [], [(98, 3)]))
+    h.sync.on_diff(DepthDiff("BTC-USDT", 13, 13, 0, 2, lv(), lv((98, 3))))
     assert not h.book.valid and h.sync.crossed == 1 and h.sync.state is BUFFERING
     assert [i.kind for i in h.incidents] == ["crossed_book"]
     assert len(h.served) == 1
+
+
+def test_on_apply_sees_exactly_the_applied_messages_in_order(btc_events) -> None:
+    """The paper-trading hook: every applied snapshot and diff, in order, just before the book
+    changes; never a dropped (stale) diff, a diff lost to a gap, or one applied twice."""
+    events, _ = btc_events
+    diffs = [e for e in events if isinstance(e, DepthDiff)]
+    victim = diffs[1500]
+    at = diffs[1600].last_id
+    ref: dict[str, list] = {}
+
+    def keep(b: Book) -> None:
+        if b.update_id == at:
+            ref.update(bids=b.levels(1, 100_000), asks=b.levels(-1, 100_000))
+
+    replay(Harness(hook=keep), events)
+    resync_snap = Snapshot(at, lv(*ref["bids"]), lv(*ref["asks"]), 1)
+
+    h = Harness()
+    seen: list[tuple[str, str, int, int, int]] = []
+    served_ids: list[int] = []
+
+    def hook(symbol: str, kind: str, msg: object) -> None:
+        # called before the book changes: it still holds the previous message's update id
+        if kind == "snapshot":
+            assert isinstance(msg, Snapshot)
+            seen.append((symbol, kind, 0, msg.last_update_id, h.book.update_id))
+        else:
+            assert isinstance(msg, DepthDiff) and msg.bids.dtype == np.int64
+            seen.append((symbol, kind, msg.first_id, msg.last_id, h.book.update_id))
+
+    h.sync.on_apply = hook
+    h.hook = lambda b: served_ids.append(b.update_id)
+    replay(h, events, drop_first_id=victim.first_id, snapshot=resync_snap)
+
+    assert h.sync.gaps == 1 and h.sync.snapshots == 2
+    assert {s[0] for s in seen} == {"BTC-USDT"}
+    kinds = [s[1] for s in seen]
+    assert kinds.count("snapshot") == 2 and kinds[0] == "snapshot"
+    assert kinds.count("diff") == h.sync.applied
+    # every diff continues the chain from what the book held when the hook ran
+    book_id = 0
+    for _, kind, first, last, before in seen:
+        if kind == "snapshot":
+            book_id = last
+            continue
+        assert first <= before + 1 <= last and before == book_id
+        book_id = last
+    # what the hook saw is what was applied and served, no more (a diff lost to the gap, a
+    # stale diff dropped after a snapshot, or one applied twice would show up here)
+    assert [s[3] for s in seen if s[1] == "diff"] == served_ids
+    assert victim.last_id not in served_ids
+    assert h.book.update_id == served_ids[-1] == diffs[-1].last_id

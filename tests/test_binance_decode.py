@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from test_binance_support import CREDS, FIXTURES, Sink, fixture, loop_config
 
@@ -39,8 +40,9 @@ def test_depth_update_docs() -> None:
         1672515782136 * 10**6,
         7,
     )
-    assert ev.bids == [[parse_fixed("0.0024"), parse_fixed("10")]]
-    assert ev.asks == [[parse_fixed("0.0026"), parse_fixed("100")]]
+    assert ev.bids.dtype == np.int64 and ev.bids.shape == (1, 2)
+    assert ev.bids.tolist() == [[parse_fixed("0.0024"), parse_fixed("10")]]
+    assert ev.asks.tolist() == [[parse_fixed("0.0026"), parse_fixed("100")]]
 
 
 def test_trade_book_ticker_and_shutdown() -> None:
@@ -91,10 +93,10 @@ def test_rest_snapshots_and_time() -> None:
     snap = d.decode_snapshot(fixture("depth_snapshot_NKNUSDT.json"), 5)
     assert snap.last_update_id == 499869752 and snap.ts_recv == 5
     raw = json.loads(fixture("depth_snapshot_NKNUSDT.json"))
-    assert snap.bids[0] == [parse_fixed("0.3521"), parse_fixed("672")]
+    assert snap.bids[0].tolist() == [parse_fixed("0.3521"), parse_fixed("672")]
     assert (len(snap.bids), len(snap.asks)) == (len(raw["bids"]), len(raw["asks"]))
     docs = d.decode_snapshot(fixture("depth_snapshot_docs.json"))
-    assert docs.bids == [[400_000_000, 43_100_000_000]] and docs.asks == [[400_000_200, 1_200_000_000]]
+    assert docs.bids.tolist() == [[400_000_000, 43_100_000_000]] and docs.asks.tolist() == [[400_000_200, 1_200_000_000]]
     assert d.decode_snapshot(fixture("partial_depth.json")).last_update_id == 160
     assert d.decode_server_time(fixture("server_time.json")) == 1499827319559
 
@@ -270,3 +272,30 @@ def test_our_requests_carry_the_documented_parameters() -> None:
     streams = json.loads(fixture("ws_subscribe_request.json"))["params"]
     assert {s.split("@")[0] for s in streams} == {to_stream("BTC-USDT")}
     assert json.loads(fixture("ws_api_session_logon_request.json"))["method"] == "session.logon"
+
+
+def test_real_capture_depth_frames_take_the_compiled_path_exactly() -> None:
+    """Every diff of the 2024-08-08 BTCUSDT capture: the compiled scan reads it (no fallback) and
+    gives exactly the msgspec + exact-parser result."""
+    import gzip
+
+    from test_binance_support import CAPTURE
+
+    from venues.binance.numbers import depth_from_json, levels_array
+
+    n = 0
+    with gzip.open(CAPTURE / "btcusdt_20240808.gz", "rb") as fh:
+        for line in fh:
+            frame = line.rstrip(b"\n").partition(b" ")[2]
+            if not frame.startswith(b'{"stream":"btcusdt@depth'):
+                continue
+            payload = bytes(d._envelope.decode(frame).data)
+            fast = depth_from_json(payload)
+            assert fast is not None
+            m = d._depth.decode(payload)
+            want_b = levels_array(json.loads(bytes(m.bids))).tolist()
+            want_a = levels_array(json.loads(bytes(m.asks))).tolist()
+            assert fast[:3] == (m.event_time, m.first_id, m.last_id)
+            assert fast[3].tolist() == want_b and fast[4].tolist() == want_a
+            n += 1
+    assert n == 3451

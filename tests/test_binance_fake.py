@@ -23,6 +23,7 @@ from venues.binance.errors import BinanceApiError, RateLimited
 from venues.binance.execution import BinanceExecutionClient
 from venues.binance.numbers import parse_fixed
 from venues.binance.rest import BinanceRest
+from venues.common.tap import TransportTap
 
 server = pytest.importorskip("sim.fake_binance.server")
 FakeBinance = server.FakeBinance
@@ -269,6 +270,52 @@ async def test_order_life_reaches_the_sink(entry: str) -> None:
     assert sink.incidents == []
 
 
+@pytest.mark.parametrize("entry", ["rest", "ws"])
+async def test_order_bytes_leave_before_submit_returns(entry: str) -> None:
+    """The hot path: ``submit_order``/``cancel_order`` write the request to the order socket in
+    the caller's stack (no await, no loop turn), and a cancel follows its order on the same
+    connection; the answers still reach the sink."""
+    market = Market()
+    sink = Sink()
+    async with (
+        FakeBinance(data=DATA, api_key=API_KEY, api_secret=API_SECRET, start="manual", balances=BALANCES) as fb,
+        adapter(fb, market, sink, order_entry=entry) as a,
+    ):
+        await fb.advance(500)
+        ex = a.execution
+        if entry == "ws":
+            conns = [a.ws_api.ws.ws]
+        else:
+            assert await a.rest.fast.wait_ready(5)
+            conns = a.rest.fast.conns
+        taps = []
+        for c in conns:
+            c.transport = TransportTap(c.transport)
+            taps.append(c.transport)
+        bid = fb.book("BTCUSDT").best_bid_fixed
+        orders = [
+            mk(f"{entry}-now-{i}", Side.BUY, bid - (500 + i) * a.filters["BTC-USDT"].tick, parse_fixed("0.001"))
+            for i in range(3)
+        ]
+        for i, o in enumerate(orders):
+            ex.submit_order(o)
+            assert sum(t.writes for t in taps) == i + 1  # on the socket already
+        await sink.wait_for(lambda: all(ev.ACCEPTED in sink.kinds(o.client_order_id) for o in orders))
+        used = [t for t in taps if t.writes]
+        for o in orders:
+            before = [t.writes for t in taps]
+            ex.cancel_order(o)
+            after = [t.writes for t in taps]
+            assert sum(after) == sum(before) + 1
+        await sink.wait_for(lambda: all(ev.CANCELED in sink.kinds(o.client_order_id) for o in orders))
+        if entry == "rest":
+            # each cancel went on the connection its order used: those connections wrote twice as much
+            assert sum(t.writes for t in used) == 6 and all(t.writes % 2 == 0 for t in taps)
+            assert a.rest.fast.connects >= 1
+    assert sink.incidents == []
+    assert all(sink.kinds(o.client_order_id) == [ev.ACCEPTED, ev.CANCELED] for o in orders)
+
+
 async def test_resting_order_filled_by_the_replay() -> None:
     market = Market()
     sink = Sink()
@@ -295,18 +342,23 @@ async def test_resting_order_filled_by_the_replay() -> None:
 
 
 @pytest.mark.parametrize("mode", ["drop", "timeout"])
-async def test_lost_ack_resolved_by_query(mode: str) -> None:
+@pytest.mark.parametrize("raw", [False, True], ids=["aiohttp", "raw-connection"])
+async def test_lost_ack_resolved_by_query(mode: str, raw: bool) -> None:
     sink = Sink()
     async with FakeBinance(data=DATA, api_key=API_KEY, api_secret=API_SECRET, start="manual", balances=BALANCES) as fb:
         # REST only, no user stream: only the query can tell what happened to the order
-        cfg = loop_config(rest_url=fb.rest_url, order_timeout_s=1.0)
+        cfg = loop_config(rest_url=fb.rest_url, order_timeout_s=1.0, order_connections=1 if raw else 0)
         a = BinanceAdapter(cfg, CREDS)
         await a.load_instruments()
+        if raw:
+            assert await a.rest.open_order_connections().wait_ready(5)
         ex = BinanceExecutionClient(cfg, a.rest, sink, a.instruments, a.filters, query_delays_s=(0.0, 0.2, 0.5))
         await fb.advance(500)
         fb.lose_next_acks(1, mode)
         price = fb.book("BTCUSDT").best_bid_fixed - 100 * a.filters["BTC-USDT"].tick
+        conn = a.rest.fast.conns[0] if raw else None
         ex.submit_order(mk(f"lost-{mode}", Side.BUY, price, parse_fixed("0.001"), tif=TimeInForce.GTC))
+        assert conn is None or conn.requests == 1  # written on the raw connection, in this call
         await ex.drain()
         await a.stop()
     assert [(r.kind, bool(r.venue_order_id)) for r in sink.reports] == [(ev.ACCEPTED, True)]

@@ -8,6 +8,7 @@ import json
 import random
 
 import msgspec
+import numpy as np
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +18,7 @@ from engine.book import Book
 from venues.binance import decode as d
 from venues.binance.feed import BinanceMarketData
 from venues.binance.filters import SymbolFilters, to_instrument
-from venues.binance.numbers import parse_fixed
+from venues.binance.numbers import depth_from_json, levels_array, parse_fixed
 from venues.binance.rest import BinanceRest
 from venues.binance.symbols import SymbolMap
 
@@ -74,7 +75,7 @@ def test_wrong_types_and_missing_fields(frame: bytes, data: st.DataObject) -> No
         assert dec.malformed == 1
     else:  # the mutation happened to keep the frame valid ("e" is not checked, values may coincide)
         assert isinstance(ev, d.DepthDiff)
-        assert all(p >= 0 and q >= 0 for p, q in ev.bids + ev.asks)
+        assert all(p >= 0 and q >= 0 for p, q in [*ev.bids, *ev.asks])
 
 
 @given(st.sampled_from(DEPTH), st.text(min_size=1, max_size=10))
@@ -158,4 +159,53 @@ def test_compiled_level_scan_equals_exact_parser(levels: list[tuple[str, str]]) 
             except ValueError:
                 continue
             raise AssertionError(f"{raw!r} should have been refused")
-        assert d.levels_fixed(raw) == want
+        assert d.levels_fixed(raw).tolist() == want
+
+
+def _slow_depth(payload: bytes) -> tuple[int, int, int, list, list]:
+    """The general path: msgspec struct + the exact string parser for every level."""
+    m = d._depth.decode(payload)
+    bids = levels_array(msgspec.json.decode(bytes(m.bids), type=list[tuple[str, str]]))
+    asks = levels_array(msgspec.json.decode(bytes(m.asks), type=list[tuple[str, str]]))
+    return m.event_time, m.first_id, m.last_id, bids.tolist(), asks.tolist()
+
+
+@given(st.sampled_from(DEPTH), st.randoms(use_true_random=False), st.booleans(), st.booleans())
+@SETTINGS
+def test_compiled_depth_scan_equals_msgspec_path(frame: bytes, rnd: random.Random, spaced: bool, extra: bool) -> None:
+    """Any key order, extra fields and (outside the level arrays) whitespace: the compiled scan
+    either gives exactly what msgspec + the exact parser give, or declines (never a wrong value)."""
+    payload = json.loads(frame)["data"]
+    if extra:
+        payload.update({"x": 1.5e3, "y": None, "z": 'q"uote', "w": True})
+    items = list(payload.items())
+    rnd.shuffle(items)
+    obj = dict(items)
+    raw = json.dumps(obj, separators=(", ", ": ") if spaced else (",", ":")).encode()
+    fast = depth_from_json(raw)
+    want = _slow_depth(raw)
+    if fast is None:
+        assert spaced  # the compact form Binance sends always takes the compiled scan
+        return
+    ev, first, last, bids, asks = fast
+    assert (ev, first, last, bids.tolist(), asks.tolist()) == want
+    assert bids.dtype == asks.dtype == np.int64
+
+
+def test_compiled_depth_scan_declines_what_it_does_not_know() -> None:
+    base = json.loads(DEPTH[0])["data"]
+    for change in (
+        {"U": -1},  # negative ids: msgspec decides
+        {"U": 1.0},  # a float is not an id
+        {"E": "1"},
+        {"e": 5},  # e and s must be strings
+        {"x": {"nested": 1}},
+        {"U": 10**19},  # beyond int64
+    ):
+        raw = json.dumps({**base, **change}, separators=(",", ":")).encode()
+        assert depth_from_json(raw) is None, change
+    dup = json.dumps(base, separators=(",", ":")).encode()[:-1] + b',"u":5}'
+    assert depth_from_json(dup) is None
+    escaped = json.dumps(base, separators=(",", ":")).encode().replace(b'"U"', b'"\\u0055"')
+    assert depth_from_json(escaped) is None
+    assert d._depth.decode(escaped).first_id == base["U"]  # and msgspec still reads it

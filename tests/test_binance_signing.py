@@ -6,7 +6,7 @@ import json
 
 from test_binance_support import FIXTURES, verify_signature
 
-from venues.binance.signing import encode_query, sign, sign_ws_params, signed_query, ws_payload
+from venues.binance.signing import HmacSigner, encode_query, sign, sign_ws_params, signed_query, ws_payload
 
 VECTORS = json.loads((FIXTURES / "signature_hmac_sha256_vectors.json").read_text())
 
@@ -53,3 +53,18 @@ def test_ws_api_vector_sorted_params() -> None:
 
 def test_booleans_spelled_like_binance() -> None:
     assert encode_query({"omitZeroBalances": True, "x": False}) == "omitZeroBalances=true&x=false"
+
+
+def test_keyed_signer_matches_the_vectors_every_time() -> None:
+    """The hot-path signer (HMAC keyed once, copied per request) gives the documented signatures,
+    also when reused: the prepared state must never carry one payload into the next."""
+    rest, ws = VECTORS["rest_api"], VECTORS["ws_api"]
+    signer = HmacSigner(rest["secretKey"])
+    for _ in range(3):
+        assert signer.sign(rest["payload"]) == rest["signature"]
+        assert signer.sign(rest["payload_non_ascii"]) == rest["signature_non_ascii"]
+    params = dict(kv.split("=", 1) for kv in rest["payload"].split("&"))
+    assert signer.signed_query(params) == signed_query(rest["secretKey"], params)
+    ws_signer = HmacSigner(ws["secretKey"])
+    pairs = dict(kv.split("=", 1) for kv in ws["payload_sorted_params"].split("&"))
+    assert ws_signer.sign_ws_params(pairs) == ws["signature"] == ws_signer.sign_ws_params(pairs)

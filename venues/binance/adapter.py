@@ -97,10 +97,14 @@ class BinanceAdapter:
                 self.ws_api, self.execution.on_execution_report, on_balances, self.incident
             )
             self.ws_api.start()
+            pool = self.rest.open_order_connections()
             try:
                 await asyncio.wait_for(self.user_stream.subscribed.wait(), subscribe_timeout_s)
             except TimeoutError:
                 self.log.warning(f"binance user data stream not subscribed after {subscribe_timeout_s:.0f}s; retrying")
+            rest_entry = pool is not None and self.config.order_entry == "rest"
+            if rest_entry and pool is not None and not await pool.wait_ready(subscribe_timeout_s):
+                self.log.warning("binance order connections not open yet; orders use the ordinary REST session")
         self.feed = BinanceMarketData(
             self.config, self.rest, self.instruments, on_book, on_trade, self.incident, on_top, books, self.attempts
         )

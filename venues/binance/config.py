@@ -72,6 +72,8 @@ class BinanceConfig:
     #: reconnect when the market-data socket has been silent this long
     silence_reconnect_s: float = 30.0
     order_entry: str = "rest"  # rest | ws
+    #: raw keep-alive connections for REST order entry (0: orders go through aiohttp)
+    order_connections: int = 2
     order_timeout_s: float = 10.0
     new_order_resp_type: str = "FULL"
     http_timeout_s: float = 10.0
@@ -120,6 +122,7 @@ _TOP = {
     "stale_data_timeout_s",
     "silence_reconnect_s",
     "order_entry",
+    "order_connections",
     "order_timeout_s",
     "new_order_resp_type",
     "http_timeout_s",
@@ -267,6 +270,7 @@ def parse_config(
         stale_data_timeout_s=stale,
         silence_reconnect_s=silence,
         order_entry=r.string(data, "order_entry", "rest", ("rest", "ws")),
+        order_connections=r.int_(data, "order_connections", 2, 0, 16),
         order_timeout_s=r.num(data, "order_timeout_s", 10.0, 0.05, 120.0),
         new_order_resp_type=r.string(data, "new_order_resp_type", "FULL", ("ACK", "RESULT", "FULL")),
         http_timeout_s=r.num(data, "http_timeout_s", 10.0, 0.05, 120.0),

@@ -2,9 +2,11 @@
 
 Market data arrives as combined-stream frames ``{"stream": "<name>", "data": <payload>}``; the
 envelope is decoded first with ``data`` left raw, then the payload with the decoder its stream
-name selects, so each byte is parsed once. Prices and quantities become fixed-point integers
-(scale 8) before anything touches a book: a message is converted whole, then applied whole, so a
-bad level can never leave a book half-updated.
+name selects. Diff-depth payloads (the hot path) are read by one compiled scan straight into int64
+``(price, size)`` arrays (``numbers.depth_from_json``); a payload not in Binance's plain form goes
+through msgspec and the exact string parser instead. Prices and quantities become fixed-point
+integers (scale 8) before anything touches a book: a message is converted whole, then applied
+whole, so a bad level can never leave a book half-updated.
 
 A frame that does not decode (bad JSON, wrong types, missing fields, bad numbers) is counted and
 logged by ``MarketFrameDecoder`` / ``UserFrameDecoder`` and dropped; it never raises into a feed.
@@ -16,11 +18,12 @@ import logging
 from typing import Any
 
 import msgspec
+import numpy as np
 from msgspec import Raw, Struct, field
 
 from engine.events import Trade
 from engine.logs import get_logger
-from venues.binance.numbers import SCALE, levels_from_json, parse_fixed
+from venues.binance.numbers import SCALE, depth_from_json, levels_array, levels_from_json, parse_fixed
 from venues.binance.symbols import SymbolMap
 
 VENUE = "binance"
@@ -245,7 +248,9 @@ class UnknownEvent(Struct):
 
 
 class DepthDiff:
-    """One diff-depth message, fixed-point; ``bids``/``asks`` are [price, size] pairs, size 0 removes."""
+    """One diff-depth message, fixed-point. ``bids``/``asks`` are int64 arrays of shape (n, 2), one
+    ``(price, size)`` row per level (size 0 removes it): what ``Book.apply_levels`` takes, and they
+    iterate as pairs like lists do."""
 
     __slots__ = ("asks", "bids", "first_id", "last_id", "symbol", "ts_event", "ts_recv")
 
@@ -256,8 +261,8 @@ class DepthDiff:
         last_id: int,
         ts_event: int,
         ts_recv: int,
-        bids: list[list[int]],
-        asks: list[list[int]],
+        bids: np.ndarray,
+        asks: np.ndarray,
     ) -> None:
         self.symbol = symbol
         self.first_id = first_id
@@ -269,11 +274,12 @@ class DepthDiff:
 
 
 class Snapshot:
-    """A REST depth snapshot, fixed-point."""
+    """A REST depth snapshot, fixed-point; ``bids``/``asks`` as in ``DepthDiff`` (lists of pairs are
+    accepted too)."""
 
     __slots__ = ("asks", "bids", "last_update_id", "ts_recv")
 
-    def __init__(self, last_update_id: int, bids: list[list[int]], asks: list[list[int]], ts_recv: int = 0):
+    def __init__(self, last_update_id: int, bids: np.ndarray, asks: np.ndarray, ts_recv: int = 0):
         self.last_update_id = last_update_id
         self.bids = bids
         self.asks = asks
@@ -344,8 +350,8 @@ _user_events: dict[str, msgspec.json.Decoder] = {
 _levels = msgspec.json.Decoder(list[tuple[str, str]])
 
 
-def levels_fixed(raw: bytes | Raw, scale: int = SCALE) -> list[list[int]]:
-    """The JSON array ``[["61837.63","1.5"],...]`` -> fixed-point ``(price, size)`` pairs.
+def levels_fixed(raw: bytes | Raw, scale: int = SCALE) -> np.ndarray:
+    """The JSON array ``[["61837.63","1.5"],...]`` -> int64 (n, 2) fixed-point ``(price, size)`` rows.
 
     The compact form Binance sends takes the compiled scan; anything else (whitespace, odd
     shapes, bad numbers) goes through msgspec and ``parse_fixed``, which raise on bad input.
@@ -353,7 +359,7 @@ def levels_fixed(raw: bytes | Raw, scale: int = SCALE) -> list[list[int]]:
     fast = levels_from_json(raw, scale)
     if fast is not None:
         return fast
-    return [[parse_fixed(p, scale), parse_fixed(q, scale)] for p, q in _levels.decode(raw)]
+    return levels_array(_levels.decode(raw), scale)
 
 
 def decode_snapshot(body: bytes, ts_recv: int = 0, scale: int = SCALE) -> Snapshot:
@@ -468,6 +474,10 @@ class MarketFrameDecoder(_MalformedCounter):
                     return None
                 kind, symbol = route
                 if kind == 0:
+                    fast = depth_from_json(env.data, self.scale)
+                    if fast is not None:
+                        ev, first, last, bids, asks = fast
+                        return DepthDiff(symbol, first, last, ev * MS, ts_recv, bids, asks)
                     m = _depth.decode(env.data)
                     sc = self.scale
                     return DepthDiff(

@@ -1,14 +1,14 @@
 """``BinanceExecutionClient``: the engine's ``ExecutionVenue`` for Binance spot.
 
-``submit_order`` / ``cancel_order`` never wait: the request is scheduled as a task on the running
-loop, whose first step (signing, encoding, the socket write) runs on the loop's next turn, and
-every outcome comes back as an ``ExecReport`` through the ``ExecSink``, never from inside the
-call itself. (Writing the bytes inside the caller's stack would need Python 3.12's eager tasks:
-on 3.11, stepping a coroutine by hand binds aiohttp's and asyncio's timeouts to the caller's
-task.) Reports for one order can come from three places - the REST/WS API
-answer, the user-data stream, a query - in any order; they are merged per order on the
-cumulative filled quantity, so each fill reaches the engine exactly once and each state change
-(accepted, canceled, expired, rejected) at most once.
+``submit_order`` / ``cancel_order`` never wait, yet the request's bytes are on the socket when
+they return: the request is signed, encoded and written synchronously (WS API ``send_now``, or
+REST ``request_now`` on a raw keep-alive connection), and only the wait for the answer runs as a
+task. When that is not possible at this instant (connection down or busy, a rate limit says
+wait) the whole request runs as a task instead, as aiohttp needs. Every outcome comes back as an
+``ExecReport`` through the ``ExecSink``, never from inside the call itself. Reports for one order
+can come from three places - the REST/WS API answer, the user-data stream, a query - in any
+order; they are merged per order on the cumulative filled quantity, so each fill reaches the
+engine exactly once and each state change (accepted, canceled, expired, rejected) at most once.
 
 A request whose answer is lost (5XX, -1007, timeout, dropped connection) leaves the order's state
 unknown: an ``order_state_unknown`` incident is raised and the order is queried by
@@ -50,14 +50,19 @@ from venues.binance.errors import (
 )
 from venues.binance.filters import SymbolFilters, check_order
 from venues.binance.numbers import format_fixed, parse_fixed
-from venues.binance.rest import W_ORDER_CANCEL, W_ORDER_NEW, BinanceRest
+from venues.binance.rest import W_ORDER_CANCEL, W_ORDER_NEW, BinanceRest, PendingRequest
 from venues.binance.ws_api import BinanceWsApi
+from venues.common.http1 import Http1Connection
 
 VENUE = "binance"
 MS = 1_000_000
 CLIENT_ID = re.compile(r"^[a-zA-Z0-9\-_]{1,36}$")
 _OPEN_STATES = frozenset({"", "NEW", "PARTIALLY_FILLED", "PENDING_NEW"})
 _EXPIRED_STATES = frozenset({"EXPIRED", "EXPIRED_IN_MATCH"})
+_NEW = 0
+_CANCEL = 1
+#: a request already on the wire: (WS API method, request id, answer future) or a REST request
+_Sent = tuple[str, str, "asyncio.Future[dec.WsApiMessage]"] | PendingRequest | None
 
 
 class _Track:
@@ -66,13 +71,16 @@ class _Track:
     __slots__ = (
         "accepted",
         "cid",
+        "conn",
         "cum",
         "cum_quote",
         "order",
         "price",
         "qty",
+        "queued",
         "sending",
         "symbol",
+        "task",
         "terminal",
         "venue_order_id",
         "wire",
@@ -91,6 +99,9 @@ class _Track:
         self.cum = 0  # filled quantity reported to the engine (fixed point)
         self.cum_quote = 0  # quote amount of those fills (fixed point)
         self.sending = False
+        self.queued = False  # the new order waits in its task: its bytes are not out yet
+        self.task: asyncio.Task[None] | None = None
+        self.conn: Http1Connection | None = None  # REST connection the new order went out on
 
 
 class BinanceExecutionClient:
@@ -122,6 +133,8 @@ class BinanceExecutionClient:
         self._keep_terminal = keep_terminal
         self._tasks: set[asyncio.Future[Any]] = set()
         self.sent = 0
+        self.written_now = 0  # requests on the wire before submit/cancel returned
+        self.queued = 0  # requests that had to be sent from a task (connection busy, limit wait)
         self.unknown_resolved = 0
 
     # --- ExecutionVenue ------------------------------------------------------------------------
@@ -143,7 +156,12 @@ class BinanceExecutionClient:
         track = _Track(cid, order.symbol, f.wire, order, order.price, order.qty)
         track.sending = True
         self._tracks[cid] = track
-        self._spawn(self._send_new(track, self.order_params(order, f)))
+        params = self.order_params(order, f)
+        sent = self._write_now(_NEW, params)
+        track.queued = sent is None
+        if isinstance(sent, PendingRequest):
+            track.conn = sent.conn
+        track.task = self._spawn(self._send_new(track, params, sent))
 
     def cancel_order(self, order: Order) -> None:
         track = self._tracks.get(order.client_order_id)
@@ -162,7 +180,13 @@ class BinanceExecutionClient:
                 return
             track = _Track(order.client_order_id, order.symbol, f.wire, order, order.price, order.qty)
             self._tracks[track.cid] = track
-        self._spawn(self._send_cancel(track))
+        new = track.task
+        if track.queued and new is not None and not new.done():
+            # the order itself has not left yet: a cancel overtaking it would find nothing
+            self._spawn(self._send_cancel(track, None, after=new))
+            return
+        params = {"symbol": track.wire, "origClientOrderId": track.cid}
+        self._spawn(self._send_cancel(track, self._write_now(_CANCEL, params, track.conn)))
 
     def modify_order(self, order: Order, price: int, qty: int) -> None:
         # never called while supports_modify is False; an explicit answer beats silence
@@ -198,10 +222,11 @@ class BinanceExecutionClient:
         return p
 
     # --- requests ------------------------------------------------------------------------------
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _report(self, report: ExecReport) -> None:
         self.sink.on_exec_report(report)
@@ -227,14 +252,52 @@ class BinanceExecutionClient:
     def _use_ws(self) -> bool:
         return self.config.order_entry == "ws" and self.ws_api is not None and self.ws_api.connected
 
-    async def _place(self, params: dict[str, str]) -> dec.OrderMsg:
+    def _write_now(self, kind: int, params: dict[str, str], conn: Http1Connection | None = None) -> _Sent:
+        """Put the request on the wire now if a connection can take it (None: send it from the task).
+
+        A cancel goes on the connection its order went out on (``conn``) when that is still open:
+        one connection answers in order, so Binance sees the order before its cancel."""
+        sent = self._try_write(kind, params, conn)
+        if sent is None:
+            self.queued += 1
+        else:
+            self.written_now += 1
+        return sent
+
+    def _try_write(self, kind: int, params: dict[str, str], conn: Http1Connection | None) -> _Sent:
+        try:
+            if self._use_ws():
+                assert self.ws_api is not None
+                method = "order.place" if kind == _NEW else "order.cancel"
+                weight = W_ORDER_NEW if kind == _NEW else W_ORDER_CANCEL
+                sent = self.ws_api.send_now(method, params, signed=True, weight=weight, orders=1 if kind == _NEW else 0)
+                return None if sent is None else (method, *sent)
+            if kind == _NEW:
+                return self.rest.request_now("POST", "/api/v3/order", params, weight=W_ORDER_NEW, orders=1)
+            return self.rest.request_now("DELETE", "/api/v3/order", params, weight=W_ORDER_CANCEL, conn=conn)
+        except NotConnected:
+            return None  # the task's own attempt reports the failure
+
+    async def _answer(self, sent: _Sent) -> dec.OrderMsg:
+        assert sent is not None
+        if isinstance(sent, tuple):
+            assert self.ws_api is not None
+            msg = await self.ws_api.answer(*sent)
+            return dec.decode_order(msg.result)
+        return dec.decode_order(await self.rest.finish(sent))
+
+    async def _place(self, params: dict[str, str], sent: _Sent = None) -> dec.OrderMsg:
+        if sent is not None:
+            return await self._answer(sent)
         if self._use_ws():
             assert self.ws_api is not None
             msg = await self.ws_api.call("order.place", params, signed=True, weight=W_ORDER_NEW, orders=1)
             return dec.decode_order(msg.result)
         return await self.rest.new_order(params)
 
-    async def _cancel(self, wire: str, cid: str) -> dec.OrderMsg:
+    async def _cancel(self, wire: str, cid: str, sent: _Sent = None) -> dec.OrderMsg:
+        if sent is not None:
+            return await self._answer(sent)
         if self._use_ws():
             assert self.ws_api is not None
             msg = await self.ws_api.call(
@@ -243,10 +306,10 @@ class BinanceExecutionClient:
             return dec.decode_order(msg.result)
         return await self.rest.cancel_order(wire, cid)
 
-    async def _send_new(self, track: _Track, params: dict[str, str]) -> None:
+    async def _send_new(self, track: _Track, params: dict[str, str], sent: _Sent = None) -> None:
         self.sent += 1
         try:
-            m = await self._place(params)
+            m = await self._place(params, sent)
         except RateLimited as exc:
             self._reject(track, exc.reason, exc.code)
         except BinanceApiError as exc:
@@ -266,9 +329,11 @@ class BinanceExecutionClient:
         finally:
             track.sending = False
 
-    async def _send_cancel(self, track: _Track) -> None:
+    async def _send_cancel(self, track: _Track, sent: _Sent = None, after: asyncio.Task[None] | None = None) -> None:
+        if after is not None:
+            await asyncio.wait([after])
         try:
-            m = await self._cancel(track.wire, track.cid)
+            m = await self._cancel(track.wire, track.cid, sent)
         except BinanceApiError as exc:
             log_api_error(self.xlog, exc, f"cancel {track.cid}", self.rest.clock.offset_ms)
             self._emit(ev.CANCEL_REJECTED, track.cid, track.symbol, time.time_ns(), exc.reason, exc.code)

@@ -4,6 +4,10 @@ user-data events (``{"subscriptionId":..,"event":{..}}``) that arrive on the sam
 Requests book their weight in the adapter's shared limiter (Binance counts REST and WS API
 weight together per IP). A request whose connection drops before its answer arrives fails with
 ``OrderStateUnknown``: for an order that means "query it", never "it failed".
+
+``send_now`` is the order hot path: it signs, encodes and writes the request frame to the socket
+before returning (``None`` when the limiter says wait, so the caller takes the awaited ``call``);
+``answer`` then awaits the response. ``call`` is the two together, with a wait for the limiter.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from venues.binance.errors import (
     RateLimited,
     log_api_error,
 )
-from venues.binance.signing import sign_ws_params
+from venues.binance.signing import HmacSigner
 from venues.binance.time_sync import ServerClock
 from venues.common.backoff import AttemptWindow, ReconnectPolicy
 from venues.common.ratelimit import RequestLimiter
@@ -62,6 +66,8 @@ class BinanceWsApi:
         self.log = get_logger("exchanges")
         self.decoder = UserFrameDecoder(self.log)
         self._pending: dict[str, asyncio.Future[WsApiMessage]] = {}
+        self._signer: HmacSigner | None = None
+        self._signer_secret = ""
         self._prefix = f"h{os.getpid() % 10000}x"
         self._ids = itertools.count(1)
         self.ws = ReconnectingWebSocket(
@@ -107,11 +113,15 @@ class BinanceWsApi:
         creds = self.credentials
         if creds is None:
             raise NotConnected("binance WS API: signed request without API keys")
+        signer = self._signer
+        if signer is None or self._signer_secret != creds.api_secret:
+            signer = self._signer = HmacSigner(creds.api_secret)
+            self._signer_secret = creds.api_secret
         p = dict(params)
         p["apiKey"] = creds.api_key
         p.setdefault("recvWindow", self.config.recv_window_ms)
         p["timestamp"] = self.clock.now_ms()
-        p["signature"] = sign_ws_params(creds.api_secret, p)
+        p["signature"] = signer.sign_ws_params(p)
         return p
 
     async def call(
@@ -129,15 +139,50 @@ class BinanceWsApi:
             raise NotConnected(f"binance WS API not connected ({method})")
         if self.limiter is not None:
             await self.limiter.acquire({"weight": weight, "orders": orders})
+        rid, fut = self._send(method, params, signed)
+        return await self.answer(method, rid, fut, timeout_s)
+
+    def send_now(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        signed: bool = False,
+        weight: int = 1,
+        orders: int = 0,
+    ) -> tuple[str, asyncio.Future[WsApiMessage]] | None:
+        """Write the request to the socket before returning; ``answer(method, *result)`` awaits the
+        response. None when a rate limit (or a Retry-After ban) says wait: use ``call`` then.
+        Raises ``NotConnected`` when the connection is down."""
+        if not self.connected:
+            raise NotConnected(f"binance WS API not connected ({method})")
+        limiter = self.limiter
+        if limiter is not None:
+            costs = {"weight": weight, "orders": orders}
+            if limiter.wait_time(costs).seconds > 0:
+                return None
+            limiter.consume(costs)
+        return self._send(method, params, signed)
+
+    def _send(
+        self, method: str, params: dict[str, Any] | None, signed: bool
+    ) -> tuple[str, asyncio.Future[WsApiMessage]]:
         p = self.signed_params(params or {}) if signed else dict(params or {})
         rid = f"{self._prefix}{next(self._ids)}"
         fut: asyncio.Future[WsApiMessage] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
-            try:
-                await self.ws.send(_encode({"id": rid, "method": method, "params": p}).decode())
-            except Exception as exc:
-                raise NotConnected(f"binance WS API send failed ({method}): {exc}") from exc
+            self.ws.send_now(_encode({"id": rid, "method": method, "params": p}))
+        except Exception as exc:
+            self._pending.pop(rid, None)
+            raise NotConnected(f"binance WS API send failed ({method}): {exc}") from exc
+        return rid, fut
+
+    async def answer(
+        self, method: str, rid: str, fut: asyncio.Future[WsApiMessage], timeout_s: float | None = None
+    ) -> WsApiMessage:
+        """The response to a request sent with ``send_now``, checked (raises the adapter's errors)."""
+        try:
             try:
                 msg = await asyncio.wait_for(fut, timeout_s or self.config.order_timeout_s)
             except TimeoutError:

@@ -1,8 +1,10 @@
 """A WebSocket client that stays connected: reconnect with backoff, watchdog, clean stop.
 
-The receive loop hands each frame to a synchronous ``on_message(data, ts_recv_ns)``: nothing is
-awaited between a frame leaving the socket buffer and the handler running, which is what keeps
-the market-data-to-order path free of scheduling delays. Pings from the server are answered by
+Each message is handed to a synchronous ``on_message(data, ts_recv_ns)`` from inside the
+socket's ``data_received`` (``DirectConnection``): no task switch, no loop turn between the bytes
+arriving and the handler running, which is what keeps the market-data-to-order path free of
+scheduling delays. ``send_now`` writes a frame to the transport before it returns, so an order
+decided in that handler leaves in the same call stack. Pings from the server are answered by
 ``websockets`` itself (the pong echoes the payload, as Binance requires); our own keepalive pings
 catch half-open connections.
 """
@@ -12,14 +14,92 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from venues.common.backoff import ReconnectPolicy
+
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
+_CONT = Opcode.CONT
+_OPEN = State.OPEN
+
+
+class DirectConnection(ClientConnection):
+    """A ``websockets`` client connection that delivers whole messages synchronously.
+
+    ``on_frame(data, ts_recv_ns)`` runs inside ``data_received`` for every complete data message
+    (fragments are joined first) instead of queueing it for ``recv()``; ``recv()`` then only
+    reports the end of the connection. ``chunk_ns`` is the ``perf_counter_ns()`` at which the
+    current socket read started (the earliest moment this process saw the bytes), and
+    ``chunk_index`` counts messages within that read (0 for the first).
+    """
+
+    on_frame: Callable[[bytes, int], None] | None = None
+    chunk_ns = 0
+    chunk_index = 0
+    _fragments: list[bytes] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # orders must not wait for Nagle
+
+    def data_received(self, data: bytes) -> None:
+        self.chunk_ns = time.perf_counter_ns()
+        self.chunk_index = 0
+        super().data_received(data)
+
+    def process_event(self, event: object) -> None:
+        handler = self.on_frame
+        if handler is None or self.response is None or type(event) is not Frame:
+            super().process_event(event)  # type: ignore[arg-type]
+            return
+        op = event.opcode
+        if op is _TEXT or op is _BINARY:
+            if not event.fin:
+                self._fragments = [bytes(event.data)]
+                return
+            data = bytes(event.data)
+        elif op is _CONT:
+            parts = self._fragments
+            if parts is None:
+                return  # websockets' protocol layer rejects this before we see it
+            parts.append(bytes(event.data))
+            if not event.fin:
+                return
+            self._fragments = None
+            data = b"".join(parts)
+        else:
+            super().process_event(event)  # type: ignore[arg-type]
+            return
+        handler(data, time.time_ns())
+        self.chunk_index += 1
+
+    def send_now(self, data: bytes, text: bool = True) -> None:
+        """Write one message to the transport before returning (no await, no loop turn).
+
+        Raises ``ConnectionError`` when the connection is not open. The transport buffers what
+        the kernel does not take at once; a flood of orders is bounded by the rate limiter, not here.
+        """
+        if self.protocol.state is not _OPEN or self.send_in_progress is not None:
+            raise ConnectionError("WebSocket is not open")
+        if text:
+            self.protocol.send_text(data)
+        else:
+            self.protocol.send_binary(data)
+        self.send_data()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +139,13 @@ class ReconnectingWebSocket:
     ) -> None:
         self.name = name
         self._url = url
-        self._on_message = on_message
         self._on_open = on_open
         self._on_close = on_close
         self._on_tick = on_tick
         self.policy = policy
         self.log = logger
         self.settings = settings or WsSettings()
-        self.ws: ClientConnection | None = None
+        self.ws: DirectConnection | None = None
         self.connected = asyncio.Event()
         self.connects = 0
         self.attempts = 0
@@ -77,6 +156,7 @@ class ReconnectingWebSocket:
         self._task: asyncio.Task[None] | None = None
         self._got_message = False
         self._closing: set[asyncio.Task[None]] = set()
+        self.on_message = on_message
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> asyncio.Task[None]:
@@ -120,6 +200,13 @@ class ReconnectingWebSocket:
             raise ConnectionError(f"{self.name}: not connected")
         await ws.send(text)
 
+    def send_now(self, data: bytes) -> None:
+        """Write a text message to the socket before returning; ``ConnectionError`` when closed."""
+        ws = self.ws
+        if ws is None:
+            raise ConnectionError(f"{self.name}: not connected")
+        ws.send_now(data)
+
     # --- the loop -------------------------------------------------------------------------------
     async def run(self) -> None:
         s = self.settings
@@ -143,10 +230,13 @@ class ReconnectingWebSocket:
                     max_size=s.max_size,
                     compression=None,
                     proxy=None,
+                    create_connection=self._connection,  # type: ignore[arg-type]
                 )
             except (TimeoutError, OSError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
+                self.ws = None
                 self.log.warning(f"Failed to connect to {self.name}: {type(exc).__name__}: {exc}")
                 continue
+            assert isinstance(ws, DirectConnection)
             self.ws = ws
             self.connects += 1
             self._connected_at = time.monotonic()
@@ -163,28 +253,38 @@ class ReconnectingWebSocket:
                 except Exception:
                     self.log.exception(f"{self.name}: close handler failed")
 
-    async def _serve(self, ws: ClientConnection) -> str:
+    def _deliver(self, data: bytes, ts: int) -> None:
+        """Every message, straight from the socket's ``data_received``."""
+        self.last_recv_mono = time.monotonic()
+        try:
+            self.on_message(data, ts)
+        except Exception:
+            self.handler_errors += 1
+            self.log.exception(f"{self.name}: message handler failed")
+        if not self._got_message:
+            self._got_message = True
+            self.policy.on_connected()
+
+    def _connection(self, protocol: ClientProtocol, **kwargs: Any) -> DirectConnection:
+        # set before the handshake completes, so no message can slip into recv()'s queue
+        conn = DirectConnection(protocol, **kwargs)
+        conn.on_frame = self._deliver
+        # a handler may act on the connection (reconnect_now on serverShutdown) before connect()
+        # has returned: messages can arrive in the same read as the handshake response
+        self.ws = conn
+        return conn
+
+    async def _serve(self, ws: DirectConnection) -> str:
         watchdog = asyncio.get_running_loop().create_task(self._watchdog(ws))
         try:
             if self._on_open is not None:
                 await self._on_open(ws)
             self.connected.set()
-            on_message = self._on_message
             recv = ws.recv
-            clock = time.time_ns
-            mono = time.monotonic
             while True:
-                data = await recv(decode=False)
-                ts = clock()
-                self.last_recv_mono = mono()
-                try:
-                    on_message(data, ts)
-                except Exception:
-                    self.handler_errors += 1
-                    self.log.exception(f"{self.name}: message handler failed")
-                if not self._got_message:
-                    self._got_message = True
-                    self.policy.on_connected()
+                # every message goes to _deliver from data_received; recv() returns only when a
+                # connection ends (ConnectionClosed), or for a message a subclass chose to queue
+                self._deliver(await recv(decode=False), time.time_ns())
         except websockets.ConnectionClosed as exc:
             rcvd, sent = exc.rcvd, exc.sent
             if sent is not None and (rcvd is None or not exc.rcvd_then_sent):
