@@ -237,15 +237,15 @@ async def test_server_pings_and_drops_silent_clients() -> None:
         reader = asyncio.create_task(read_polite())
         t0 = time.monotonic()
         msg = await asyncio.wait_for(mute.receive(), 2)
-        assert msg.type == WSMsgType.PING and time.monotonic() - t0 < 0.5
+        assert msg.type == WSMsgType.PING and time.monotonic() - t0 < 1.5  # 0.2 s interval; slack for a loaded CI
         await mute.pong(b"not-the-payload")  # an unsolicited pong does not keep it alive
         while msg.type not in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
-            msg = await asyncio.wait_for(mute.receive(), 3)
-        assert time.monotonic() - t0 < 2.0
+            msg = await asyncio.wait_for(mute.receive(), 6)
+        assert time.monotonic() - t0 < 5.0
         await asyncio.sleep(0.5)
         assert not polite.closed
         await polite.send_str('{"method":"LIST_SUBSCRIPTIONS","id":1}')
-        assert await asyncio.wait_for(replies.get(), 3) == {"result": ["btcusdt@trade"], "id": 1}
+        assert await asyncio.wait_for(replies.get(), 6) == {"result": ["btcusdt@trade"], "id": 1}
         reader.cancel()
 
 
