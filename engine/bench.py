@@ -49,7 +49,7 @@ class _Looped:
 
     def __iter__(self):
         shift = 0
-        for k in range(self.loops):
+        for _ in range(self.loops):
             first = last = None
             for cb in self.factory():
                 if len(cb.ts_recv) == 0:
@@ -57,9 +57,10 @@ class _Looped:
                 if first is None:
                     first = int(cb.ts_recv[0])
                 last = int(cb.ts_recv[-1])
-                if k:
-                    cb.ts_recv = cb.ts_recv + shift
-                    cb.ts_event = cb.ts_event + shift
+                # every pass (the first too) gets fresh writable arrays, so the kernel sees one
+                # argument type throughout (numba specialises read-only arrays separately)
+                cb.ts_recv = cb.ts_recv + shift
+                cb.ts_event = cb.ts_event + shift
                 yield cb
             if first is None:
                 return

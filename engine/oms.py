@@ -58,12 +58,16 @@ class OrderManager:
         self.submitted = 0
         self.rejected_local = 0
         self.on_order_sent: Callable[[Order], None] | None = None
+        self._prefixes: dict[str, str] = {}
 
     # --- ids ---------------------------------------------------------------------------------
     def _client_id(self, strategy_id: str) -> str:
         # Binance allows ^[a-zA-Z0-9-_]{1,36}$; a run-unique counter keeps ids deterministic
         self._next_id += 1
-        prefix = "".join(c if c.isalnum() or c in "-_" else "_" for c in strategy_id)[:22]
+        prefix = self._prefixes.get(strategy_id)
+        if prefix is None:
+            prefix = "".join(c if c.isalnum() or c in "-_" else "_" for c in strategy_id)[:22]
+            self._prefixes[strategy_id] = prefix
         return f"{prefix}-{self._next_id}"
 
     # --- commands ----------------------------------------------------------------------------
@@ -114,10 +118,13 @@ class OrderManager:
         if not decision.passed:
             self._reject(order, decision.reason, now)
             return order
-        order.ts_sent = now + eng.decision_latency_ns
+        order.ts_sent = eng.clock.now() + eng.decision_latency_ns
         self._open.setdefault(strategy_id, {})[order.client_order_id] = order
         self.submitted += 1
+        # recorded before the send, so a venue that answers synchronously (a local reject) is
+        # logged after it; the log line, the slow part, waits until the bytes have left
         eng.record_order("submit", order, now)
+        eng.venues[venue].submit_order(order)
         if eng.log_orders:
             _log.info(
                 "submit order client_order_id=%s strategy_id=%s venue=%s symbol=%s side=%s type=%s "
@@ -131,7 +138,6 @@ class OrderManager:
                 inst.price(px),
                 inst.size(order.qty),
             )
-        eng.venues[venue].submit_order(order)
         if self.on_order_sent is not None:
             self.on_order_sent(order)
         return order

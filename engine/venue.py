@@ -2,7 +2,9 @@
 
 The engine calls these methods synchronously on the hot path; a venue answers later by calling
 the ``ExecSink`` it was given (``engine.on_exec_report``) with ``engine.events.ExecReport``s.
-A live adapter sends the bytes before returning; a simulated venue schedules the order's arrival.
+A live adapter writes the bytes before returning (during a market-data callback it may hold them
+until the engine returns, so that a cancel and its replacement leave in one write); a simulated
+venue schedules the order's arrival.
 """
 
 from __future__ import annotations

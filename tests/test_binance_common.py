@@ -109,3 +109,49 @@ async def test_limiter_waits_and_reports() -> None:
     assert lim.wait_time({"weight": 1}).limit == "retry-after"
     await lim.acquire({"weight": 1})
     assert slept[-1] == pytest.approx(5.0, abs=0.01) and gate.wait_time() == 0
+
+
+def test_try_acquire_books_all_or_nothing() -> None:
+    """The order hot path's non-waiting booking: every window must have room, no ban may be
+    active, and a refusal books nothing (so the awaited path can book it later, once)."""
+    c = Clock()
+    gate = RetryAfterGate(c)
+    weight = WeightWindow("W", 10, 60.0, c)
+    orders_10s = WeightWindow("O10", 3, 10.0, c)
+    lim = RequestLimiter({"weight": [weight], "orders": [orders_10s]}, gate=gate)
+    assert [lim.try_acquire(1, 1) for _ in range(4)] == [True, True, True, False]
+    assert (weight.used, orders_10s.used) == (3, 3)  # the refused one booked nothing
+    assert lim.try_acquire(2)  # a cancel carries no order count
+    c.t += 10.0
+    assert lim.try_acquire(1, 1) and orders_10s.used == 1
+    assert not lim.try_acquire(5)  # weight 6 + 5 > 10
+    gate.block(3.0, "HTTP 429")
+    assert not lim.try_acquire(1) and weight.used == 6
+    c.t += 3.0
+    assert lim.try_acquire(1) and weight.used == 7
+    assert lim.wait_time({"weight": 4}).seconds > 0 and not lim.try_acquire(4)
+
+
+def test_client_frames_parse_back_and_masks_vary() -> None:
+    """``send_now``'s own frame builder: what websockets' parser (the server side) reads back is
+    the payload, for every length encoding; masking keys come from os.urandom and differ."""
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    from venues.common.ws import MaskSource, client_frame
+
+    for n in (0, 1, 125, 126, 65535, 65536, 70000):
+        payload = bytes(i % 251 for i in range(n))
+        for text in (True, False):
+            reader = StreamReader()
+            reader.feed_data(client_frame(payload, text))
+            reader.feed_eof()
+            parser = Frame.parse(reader.read_exact, mask=True)
+            with pytest.raises(StopIteration) as done:
+                next(parser)
+            frame = done.value.value
+            assert frame.data == payload and frame.fin
+            assert frame.opcode == (Opcode.TEXT if text else Opcode.BINARY)
+    masks = MaskSource(block=64)
+    keys = [masks.take() for _ in range(100)]  # crosses several refills
+    assert all(len(k) == 4 for k in keys) and len(set(keys)) > 90

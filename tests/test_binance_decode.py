@@ -96,7 +96,8 @@ def test_rest_snapshots_and_time() -> None:
     assert snap.bids[0].tolist() == [parse_fixed("0.3521"), parse_fixed("672")]
     assert (len(snap.bids), len(snap.asks)) == (len(raw["bids"]), len(raw["asks"]))
     docs = d.decode_snapshot(fixture("depth_snapshot_docs.json"))
-    assert docs.bids.tolist() == [[400_000_000, 43_100_000_000]] and docs.asks.tolist() == [[400_000_200, 1_200_000_000]]
+    assert docs.bids.tolist() == [[400_000_000, 43_100_000_000]]
+    assert docs.asks.tolist() == [[400_000_200, 1_200_000_000]]
     assert d.decode_snapshot(fixture("partial_depth.json")).last_update_id == 160
     assert d.decode_server_time(fixture("server_time.json")) == 1499827319559
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TypeVar
 
 from engine.book import Book
 from engine.events import Incident, Trade
@@ -26,6 +27,8 @@ from venues.binance.symbols import to_wire
 from venues.binance.user_stream import BinanceUserStream
 from venues.binance.ws_api import BinanceWsApi
 from venues.common.backoff import AttemptWindow
+
+T = TypeVar("T")
 
 
 class BinanceAdapter:
@@ -105,6 +108,8 @@ class BinanceAdapter:
             rest_entry = pool is not None and self.config.order_entry == "rest"
             if rest_entry and pool is not None and not await pool.wait_ready(subscribe_timeout_s):
                 self.log.warning("binance order connections not open yet; orders use the ordinary REST session")
+        if self.execution is not None:
+            on_book, on_trade = _corked(self.execution, on_book), _corked(self.execution, on_trade)
         self.feed = BinanceMarketData(
             self.config, self.rest, self.instruments, on_book, on_trade, self.incident, on_top, books, self.attempts
         )
@@ -118,3 +123,18 @@ class BinanceAdapter:
         if self.ws_api is not None:
             await self.ws_api.stop()
         await self.rest.close()
+
+
+def _corked(execution: BinanceExecutionClient, callback: Callable[[T], None]) -> Callable[[T], None]:
+    """``callback`` with the order connections corked: the orders one market event causes leave
+    together, in one write per connection, when the engine is done with the event."""
+    cork, uncork = execution.cork, execution.uncork
+
+    def wrapped(arg: T) -> None:
+        cork()
+        try:
+            callback(arg)
+        finally:
+            uncork()
+
+    return wrapped

@@ -3,8 +3,9 @@
     python -m venues.binance.bench_order_entry [--orders 300] [--data PATH]
 
 Each round places a LIMIT_MAKER buy far below the market (it rests, nothing fills) and cancels
-it, once over REST (``POST``/``DELETE /api/v3/order`` on the keep-alive session) and once over
-the WS API (``order.place``/``order.cancel``). Times are measured in this process from the call
+it, over REST through aiohttp (``POST``/``DELETE /api/v3/order`` on the keep-alive session), over
+REST on the raw keep-alive order connection (``BinanceRest.request_now``, what order entry uses)
+and over the WS API (``order.place``/``order.cancel``). Times are measured in this process from the call
 to the decoded answer, so they include signing, encoding, loopback transport, the fake's
 matching and decoding. Loopback hides network latency: the numbers compare client and protocol
 overhead, not what a link to Binance would show.
@@ -82,9 +83,19 @@ async def bench(orders: int, data: Path) -> dict[str, list[float]]:
         )
         price = fb.book("BTCUSDT").best_bid_fixed // 2 // 1_000_000 * 1_000_000
         px = f"{price // 10**8}.{price % 10**8:08d}"
-        out: dict[str, list[float]] = {"rest place": [], "rest cancel": [], "ws place": [], "ws cancel": []}
+        out: dict[str, list[float]] = {
+            "rest place": [],
+            "rest cancel": [],
+            "raw rest place": [],
+            "raw rest cancel": [],
+            "ws place": [],
+            "ws cancel": [],
+        }
         async with BinanceRest(cfg, creds) as rest:
             await rest.sync_time()
+            pool = rest.open_order_connections()
+            if pool is None or not await pool.wait_ready(10):
+                raise RuntimeError("raw order connection did not open")
             api = BinanceWsApi(cfg, creds, rest.clock if rest.clock.measured else ServerClock(), rest.limiter)
             api.start()
             if not await api.wait_connected(10):
@@ -97,6 +108,18 @@ async def bench(orders: int, data: Path) -> dict[str, list[float]]:
                 t1 = time.perf_counter_ns()
                 await rest.cancel_order("BTCUSDT", cid)
                 t2 = time.perf_counter_ns()
+                cid = f"bench-h{i}"
+                h0 = time.perf_counter_ns()
+                sent = rest.request_now(
+                    "POST", "/api/v3/order", {**base, "newClientOrderId": cid, "newOrderRespType": "ACK"}, orders=1
+                )
+                assert sent is not None
+                decode_order(await rest.finish(sent))
+                h1 = time.perf_counter_ns()
+                sent = rest.request_now("DELETE", "/api/v3/order", {"symbol": "BTCUSDT", "origClientOrderId": cid})
+                assert sent is not None
+                decode_order(await rest.finish(sent))
+                h2 = time.perf_counter_ns()
                 cid = f"bench-w{i}"
                 t3 = time.perf_counter_ns()
                 msg = await api.call(
@@ -110,6 +133,8 @@ async def bench(orders: int, data: Path) -> dict[str, list[float]]:
                 if i >= 20:
                     out["rest place"].append((t1 - t0) / 1e3)
                     out["rest cancel"].append((t2 - t1) / 1e3)
+                    out["raw rest place"].append((h1 - h0) / 1e3)
+                    out["raw rest cancel"].append((h2 - h1) / 1e3)
                     out["ws place"].append((t4 - t3) / 1e3)
                     out["ws cancel"].append((t5 - t4) / 1e3)
             await api.stop()

@@ -132,6 +132,9 @@ class BinanceExecutionClient:
         self._done: deque[str] = deque()
         self._keep_terminal = keep_terminal
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._later: list[Any] = []  # answer waits whose tasks are created after the hot path
+        self._corks = 0
+        self._corked: list[Any] = []
         self.sent = 0
         self.written_now = 0  # requests on the wire before submit/cancel returned
         self.queued = 0  # requests that had to be sent from a task (connection busy, limit wait)
@@ -158,10 +161,13 @@ class BinanceExecutionClient:
         self._tracks[cid] = track
         params = self.order_params(order, f)
         sent = self._write_now(_NEW, params)
-        track.queued = sent is None
+        if sent is None:
+            track.queued = True
+            track.task = self._spawn(self._send_new(track, params, None))
+            return
         if isinstance(sent, PendingRequest):
             track.conn = sent.conn
-        track.task = self._spawn(self._send_new(track, params, sent))
+        self._spawn_later(self._send_new(track, params, sent))
 
     def cancel_order(self, order: Order) -> None:
         track = self._tracks.get(order.client_order_id)
@@ -186,7 +192,11 @@ class BinanceExecutionClient:
             self._spawn(self._send_cancel(track, None, after=new))
             return
         params = {"symbol": track.wire, "origClientOrderId": track.cid}
-        self._spawn(self._send_cancel(track, self._write_now(_CANCEL, params, track.conn)))
+        sent = self._write_now(_CANCEL, params, track.conn)
+        if sent is None:
+            self._spawn(self._send_cancel(track, None))
+        else:
+            self._spawn_later(self._send_cancel(track, sent))
 
     def modify_order(self, order: Order, price: int, qty: int) -> None:
         # never called while supports_modify is False; an explicit answer beats silence
@@ -203,6 +213,32 @@ class BinanceExecutionClient:
             "Order modification not supported",
             0,
         )
+
+    # --- batching ------------------------------------------------------------------------------
+    def cork(self) -> None:
+        """Until ``uncork``, requests are prepared but held, then written together: what one market
+        event makes a strategy send (a cancel and its replacement) costs one system call per
+        connection. Calls nest; the adapter wraps the engine's market-data callbacks in them."""
+        self._corks += 1
+        if self._corks > 1:
+            return
+        conns: list[Any] = []
+        if self.ws_api is not None and self.ws_api.ws.ws is not None:
+            conns.append(self.ws_api.ws.ws)
+        if self.rest.fast is not None:
+            conns.append(self.rest.fast)
+        for c in conns:
+            c.cork()
+        self._corked = conns
+
+    def uncork(self) -> None:
+        self._corks -= 1
+        if self._corks > 0:
+            return
+        self._corks = 0
+        conns, self._corked = self._corked, []
+        for c in conns:
+            c.uncork()
 
     # --- wire parameters -----------------------------------------------------------------------
     def order_params(self, order: Order, f: SymbolFilters) -> dict[str, str]:
@@ -228,6 +264,19 @@ class BinanceExecutionClient:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def _spawn_later(self, coro: Any) -> None:
+        """Start the wait for an answer once the current callback is done: the request is on the
+        wire already, and creating a task costs microseconds the next order should not wait for."""
+        later = self._later
+        later.append(coro)
+        if len(later) == 1:
+            asyncio.get_running_loop().call_soon(self._spawn_pending)
+
+    def _spawn_pending(self) -> None:
+        later, self._later = self._later, []
+        for coro in later:
+            self._spawn(coro)
+
     def _report(self, report: ExecReport) -> None:
         self.sink.on_exec_report(report)
 
@@ -239,6 +288,7 @@ class BinanceExecutionClient:
         what is still running after it. Returns True when everything finished by itself."""
         loop = asyncio.get_running_loop()
         end = None if timeout_s is None else loop.time() + timeout_s
+        self._spawn_pending()
         while self._tasks:
             left = None if end is None else end - loop.time()
             if left is not None and left <= 0:

@@ -137,6 +137,8 @@ class BinanceRest:
         self._signer: HmacSigner | None = None
         self._signer_secret = ""
         self._fast_head = (b"", "")  # (prepared header block, the API key it carries)
+        #: sees every depth snapshot's raw body as received: (wire symbol, body, local receive ns)
+        self.on_depth_body: Callable[[str, bytes, int], None] | None = None
         self.requests = 0
         self.status_counts: dict[int, int] = {}
         self.last_used_weight = 0
@@ -348,11 +350,8 @@ class BinanceRest:
             conn = pool.pick()
         if conn is None:
             return None
-        costs = {"weight": weight, "orders": orders}
-        limiter = self.limiter
-        if limiter.wait_time(costs).seconds > 0:
+        if not self.limiter.try_acquire(weight, orders):
             return None
-        limiter.consume(costs)
         block, key = self._fast_head
         if key != creds.api_key:
             block = header_block(pool.host_header, {"User-Agent": USER_AGENT, "X-MBX-APIKEY": creds.api_key})
@@ -429,7 +428,10 @@ class BinanceRest:
         body = await self.request(
             "GET", "/api/v3/depth", {"symbol": wire_symbol, "limit": limit}, weight=depth_weight(limit)
         )
-        return dec.decode_snapshot(body, time.time_ns())
+        ts = time.time_ns()
+        if self.on_depth_body is not None:
+            self.on_depth_body(wire_symbol, body, ts)
+        return dec.decode_snapshot(body, ts)
 
     async def new_order(self, params: Mapping[str, Any], timeout_s: float | None = None) -> dec.OrderMsg:
         body = await self.request(

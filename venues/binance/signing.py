@@ -11,6 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
+from typing import Any
+
+try:
+    import _hashlib
+except ImportError:  # a Python built without OpenSSL: the hmac module's own objects are used
+    _hashlib = None  # type: ignore[assignment]
 from urllib.parse import quote
 
 
@@ -39,7 +45,13 @@ def signed_query(secret: str, params: Mapping[str, object]) -> str:
 
 def ws_payload(params: Mapping[str, object]) -> str:
     """The WebSocket API signature payload: sorted ``k=v`` pairs, ``signature`` excluded."""
-    return "&".join(f"{k}={param_str(params[k])}" for k in sorted(params) if k != "signature")
+    parts = []
+    for k in sorted(params):
+        if k == "signature":
+            continue
+        v = params[k]
+        parts.append(k + "=" + v if type(v) is str else k + "=" + param_str(v))
+    return "&".join(parts)
 
 
 def sign_ws_params(secret: str, params: Mapping[str, object]) -> str:
@@ -53,7 +65,10 @@ class HmacSigner:
     __slots__ = ("_base",)
 
     def __init__(self, secret: str) -> None:
-        self._base = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+        try:  # OpenSSL's HMAC object itself: its copy() skips the pure-Python wrapper
+            self._base: Any = _hashlib.hmac_new(secret.encode(), digestmod="sha256")
+        except (AttributeError, TypeError, ValueError):
+            self._base = hmac.new(secret.encode(), digestmod=hashlib.sha256)
 
     def sign(self, payload: str) -> str:
         m = self._base.copy()

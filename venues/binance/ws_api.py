@@ -156,12 +156,8 @@ class BinanceWsApi:
         Raises ``NotConnected`` when the connection is down."""
         if not self.connected:
             raise NotConnected(f"binance WS API not connected ({method})")
-        limiter = self.limiter
-        if limiter is not None:
-            costs = {"weight": weight, "orders": orders}
-            if limiter.wait_time(costs).seconds > 0:
-                return None
-            limiter.consume(costs)
+        if self.limiter is not None and not self.limiter.try_acquire(weight, orders):
+            return None
         return self._send(method, params, signed)
 
     def _send(

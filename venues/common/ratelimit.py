@@ -61,10 +61,22 @@ class WeightWindow:
                 return max(ts + self.interval_s - now, 0.0)
         return self.interval_s
 
+    def fits(self, weight: int, now: float | None = None) -> bool:
+        """Whether ``weight`` more fits now (no waiting time computed: the hot path's check)."""
+        if self._used + weight <= self.limit:
+            return True  # trimming only frees room
+        self._trim(self._clock() if now is None else now)
+        return self._used + weight <= self.limit
+
     def consume(self, weight: int) -> None:
-        now = self._clock()
-        self._trim(now)
-        self._log.append((now, weight))
+        self.book(weight, self._clock())
+
+    def book(self, weight: int, now: float) -> None:
+        """``consume`` at a time the caller already read (one clock read for several windows)."""
+        log = self._log
+        if log and log[0][0] <= now - self.interval_s:
+            self._trim(now)
+        log.append((now, weight))
         self._used += weight
 
     def observe(self, venue_count: int) -> None:
@@ -136,6 +148,31 @@ class RequestLimiter:
                 if t > best.seconds:
                     best = Wait(t, w.name)
         return best
+
+    def try_acquire(self, weight: int, orders: int = 0) -> bool:
+        """Book ``weight`` (and ``orders``) now if every window has room and no ban is active;
+        False (nothing booked) otherwise. The order hot path's non-waiting ``acquire``."""
+        gate = self.gate
+        if gate.blocked_until and gate.wait_time() > 0:
+            return False
+        windows = self.windows
+        ws = windows.get("weight", ()) if weight > 0 else ()
+        os_ = windows.get("orders", ()) if orders > 0 else ()
+        first = ws[0] if ws else os_[0] if os_ else None
+        if first is None:
+            return True
+        now = first._clock()  # windows of one limiter share a clock
+        for w in ws:
+            if not w.fits(weight, now):
+                return False
+        for w in os_:
+            if not w.fits(orders, now):
+                return False
+        for w in ws:
+            w.book(weight, now)
+        for w in os_:
+            w.book(orders, now)
+        return True
 
     def consume(self, costs: dict[str, int]) -> None:
         for kind, cost in costs.items():

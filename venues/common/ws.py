@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +30,48 @@ from websockets.protocol import State
 
 from venues.common.backoff import ReconnectPolicy
 
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # the C extension is optional in websockets
+    from websockets.utils import apply_mask
+
+_PACK_H = struct.Struct("!BBH").pack
+_PACK_Q = struct.Struct("!BBQ").pack
+
+
+class MaskSource:
+    """Client masking keys (RFC 6455 10.3: from a strong source of entropy), read from
+    ``os.urandom`` a block at a time instead of one system call per frame."""
+
+    def __init__(self, block: int = 4096) -> None:
+        self._block = block
+        self._buf = b""
+        self._pos = 0
+
+    def take(self) -> bytes:
+        pos = self._pos
+        if pos + 4 > len(self._buf):
+            self._buf = os.urandom(self._block)
+            pos = 0
+        self._pos = pos + 4
+        return self._buf[pos : pos + 4]
+
+
+def client_frame(payload: bytes, text: bool = True) -> bytes:
+    """One unfragmented, masked client frame (no extensions negotiated)."""
+    n = len(payload)
+    head1 = 0x81 if text else 0x82  # FIN | TEXT / BINARY
+    if n < 126:
+        head = bytes((head1, 0x80 | n))
+    elif n < 65536:
+        head = _PACK_H(head1, 0x80 | 126, n)
+    else:
+        head = _PACK_Q(head1, 0x80 | 127, n)
+    mask = _masks.take()
+    return head + mask + apply_mask(payload, mask)
+
+
+_masks = MaskSource()
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
@@ -48,6 +92,7 @@ class DirectConnection(ClientConnection):
     chunk_ns = 0
     chunk_index = 0
     _fragments: list[bytes] | None = None
+    _corked: list[bytes] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -90,16 +135,32 @@ class DirectConnection(ClientConnection):
     def send_now(self, data: bytes, text: bool = True) -> None:
         """Write one message to the transport before returning (no await, no loop turn).
 
-        Raises ``ConnectionError`` when the connection is not open. The transport buffers what
-        the kernel does not take at once; a flood of orders is bounded by the rate limiter, not here.
+        The frame is built here (RFC 6455 5.2: FIN, opcode, masked payload, as ``websockets``
+        would for a connection without extensions) and written in one ``transport.write``, so it
+        never interleaves with the library's own control frames. Raises ``ConnectionError`` when
+        the connection is not open. The transport buffers what the kernel does not take at once;
+        a flood of orders is bounded by the rate limiter, not here.
         """
-        if self.protocol.state is not _OPEN or self.send_in_progress is not None:
+        protocol = self.protocol
+        if protocol.state is not _OPEN or protocol.expect_continuation_frame or self.send_in_progress is not None:
             raise ConnectionError("WebSocket is not open")
-        if text:
-            self.protocol.send_text(data)
-        else:
-            self.protocol.send_binary(data)
-        self.send_data()
+        corked = self._corked
+        if corked is not None:
+            corked.append(client_frame(data, text))
+            return
+        self.transport.write(client_frame(data, text))
+
+    def cork(self) -> None:
+        """Hold ``send_now`` frames until ``uncork``: the messages one event produces (a cancel and
+        its replacement) leave in one write, one system call."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        corked, self._corked = self._corked, None
+        # closed meanwhile: the requests held here fail like any on a dropped connection
+        if corked and self.protocol.state is _OPEN:
+            self.transport.write(b"".join(corked))
 
 
 @dataclass(frozen=True, slots=True)

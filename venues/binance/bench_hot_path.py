@@ -1,0 +1,481 @@
+"""Tick-to-order latency of the live hot path, measured inside the process against the fake Binance.
+
+    python -m venues.binance.bench_hot_path [--ticks 10000] [--entry ws,rest] [--mode place,replace]
+
+The fake (``sim.fake_binance``) runs in a child process (its own core and event loop) and replays
+the real BTCUSDT capture at ``speed=max``: depth diffs, trades and bookTickers as fast as this
+process reads them. This process runs the real stack on uvloop: ``BinanceAdapter``'s feed (decode,
+book sync, book) -> ``Engine`` (``LiveClock``, risk, OMS) -> a strategy that on every depth update
+sends a new LIMIT IOC bid (``place``) or cancels and replaces a resting LIMIT_MAKER bid
+(``replace``) -> ``BinanceExecutionClient`` -> the order socket (WS API ``order.place``, or REST
+``POST /api/v3/order`` on a raw keep-alive connection).
+
+What is timed, with ``time.perf_counter_ns`` in this process:
+- *frame -> order*: from the moment the WebSocket layer hands a depth frame over (inside the
+  socket's ``data_received``, before any decoding) to the return of the transport ``write`` that
+  puts the (new) order's bytes on the socket (a replace's cancel leaves in the same write). The
+  order socket's transport is wrapped (``venues.common.tap``) to take that time; nothing else
+  about the path changes.
+- *socket read -> order*: the same end, from the start of the ``data_received`` call that read
+  the frame, for frames that came first in their read (later frames of a read also wait for the
+  ones before them, which at ``speed=max`` says more about the replay's burst than about us).
+The first ``--warmup`` ticks of each round are not counted. A round replays the capture once
+(about 6,500 depth updates for the two shipped days); rounds repeat with a fresh fake until
+``--ticks`` ticks are measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import multiprocessing as mp
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from engine.book import Book
+from engine.clock import LiveClock
+from engine.engine import Engine
+from engine.logs import setup_logging
+from engine.model import Side, TimeInForce
+from engine.orders import Order
+from engine.portfolio import Portfolio
+from engine.recorder import Recorder
+from engine.risk import RiskEngine, RiskLimits
+from engine.strategy import Strategy
+from venues.binance.adapter import BinanceAdapter
+from venues.binance.config import Credentials, parse_config
+from venues.common.loop import run, uvloop_available
+from venues.common.tap import TransportTap
+
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "binance_spot_hftbacktest"
+SYMBOL = "BTC-USDT"
+
+
+# --- the strategy --------------------------------------------------------------------------------
+class TickQuoter(Strategy):
+    """An order on every depth update (``book_updates = "every"``).
+
+    ``mode="replace"``: cancel and replace one resting LIMIT_MAKER bid. ``mode="place"``: a new
+    LIMIT IOC bid each time, which expires at once (nothing to cancel). The bid sits
+    ``offset_bps`` below the best bid (plus one tick on every other update, so each replace moves
+    it): far enough that it never fills even though, at ``speed=max``, the fake's market runs ahead
+    of the book this process has read, so the path is the same on every tick.
+    """
+
+    book_updates = "every"
+
+    def on_start(self) -> None:
+        self.live: Order | None = None
+        self.ticks = 0
+        self.offset = float(self.params.get("offset_bps", 100)) / 1e4
+        self.qty = float(self.params.get("qty", 0.001))
+        self.replace = self.params.get("mode", "replace") == "replace"
+
+    def on_book(self, book: Book) -> None:
+        self.ticks += 1
+        tick = book.instrument.tick / 10**book.instrument.price_scale
+        price = book.best_bid * (1.0 - self.offset) - (self.ticks & 1) * tick
+        if not self.replace:
+            self.submit_limit(Side.BUY, price, self.qty, tif=TimeInForce.IOC)
+            return
+        live = self.live
+        if live is None or live.status.is_terminal or live.cancel_requested:
+            self.live = self.submit_limit(Side.BUY, price, self.qty, post_only=True)
+        else:
+            self.live = self.modify(live, price=price)
+
+
+# --- the fake, in its own process ----------------------------------------------------------------
+def _serve_fake(pipe: Connection, data: list[str], key: str, secret: str) -> None:
+    async def main() -> None:
+        from sim.fake_binance.server import FakeBinance
+
+        big = 10**9
+        async with FakeBinance(
+            data=data,
+            api_key=key,
+            api_secret=secret,
+            speed="max",
+            start="subscribe",  # the replay starts when the client's feed subscribes
+            balances={"BTC": "1000", "USDT": "1000000000"},
+            weight_limit=big,
+            orders_per_10s=big,
+            orders_per_day=big,
+            max_incoming_per_s=None,
+        ) as fb:
+            pipe.send((fb.rest_url, fb.ws_url, fb.ws_api_url))
+            loop = asyncio.get_running_loop()
+            while True:
+                cmd = await loop.run_in_executor(None, pipe.recv)
+                if cmd == "status":
+                    pipe.send(fb.status())
+                else:
+                    break
+
+    setup_logging(None)
+    run(main())
+
+
+class FakeProcess:
+    def __init__(self, data: list[Path], key: str, secret: str) -> None:
+        ctx = mp.get_context("spawn")
+        self.pipe, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve_fake, args=(child, [str(p) for p in data], key, secret), daemon=True)
+
+    def start(self, timeout_s: float = 60.0) -> tuple[str, str, str]:
+        self.proc.start()
+        if not self.pipe.poll(timeout_s):
+            raise RuntimeError("the fake Binance did not start")
+        return self.pipe.recv()
+
+    def send(self, cmd: str) -> None:
+        self.pipe.send(cmd)
+
+    def stop(self) -> None:
+        if self.proc.is_alive():
+            with contextlib.suppress(BrokenPipeError, OSError):
+                self.pipe.send("stop")
+            self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5)
+
+
+# --- measurement ---------------------------------------------------------------------------------
+@dataclass
+class Samples:
+    frame_to_order: list[int] = field(default_factory=list)  # ns, to the new order's bytes
+    frame_to_first: list[int] = field(default_factory=list)  # ns, to the first order write
+    read_to_order: list[int] = field(default_factory=list)  # ns, frames first in their socket read
+    ticks: int = 0  # depth frames that wrote an order
+    depth_frames: int = 0
+    other_frames: int = 0
+
+
+class Probe:
+    """Times each market-data frame from hand-over to the last order write it caused."""
+
+    def __init__(self, samples: Samples, warmup: int) -> None:
+        self.s = samples
+        self.warmup = warmup
+        self.round_ticks = 0
+        self._in_frame = False
+        self._first = 0
+        self._last = 0
+
+    def on_write(self, _nbytes: int, now: int) -> None:
+        if self._in_frame:
+            if not self._first:
+                self._first = now
+            self._last = now
+
+    def wrap(self, inner: Callable[[bytes, int], None], conn: Callable[[], Any]) -> Callable[[bytes, int], None]:
+        """``conn()`` is the market-data connection the frame came from (it changes on reconnect)."""
+        s = self.s
+        clock = time.perf_counter_ns
+
+        def timed(frame: bytes, ts: int) -> None:
+            t0 = clock()
+            c = conn()
+            first_in_read = c.chunk_index == 0
+            read_ns = c.chunk_ns
+            self._first = self._last = 0
+            self._in_frame = True
+            try:
+                inner(frame, ts)
+            finally:
+                self._in_frame = False
+            if not self._last:
+                if b"@depth" in frame[:40]:
+                    s.depth_frames += 1
+                else:
+                    s.other_frames += 1
+                return
+            s.depth_frames += 1
+            self.round_ticks += 1
+            if self.round_ticks <= self.warmup:
+                return
+            s.ticks += 1
+            s.frame_to_order.append(self._last - t0)
+            s.frame_to_first.append(self._first - t0)
+            if first_in_read:
+                s.read_to_order.append(self._last - read_ns)
+
+        return timed
+
+
+def _config(urls: tuple[str, str, str], entry: str) -> Any:
+    rest_url, ws_url, ws_api_url = urls
+    return parse_config(
+        {
+            "rest_url": rest_url,
+            "ws_url": ws_url,
+            "ws_api_url": ws_api_url,
+            "order_entry": entry,
+            "order_connections": 4,
+            "new_order_resp_type": "ACK",
+            "stale_data_timeout_s": 60.0,
+            "silence_reconnect_s": 120.0,
+            "order_timeout_s": 30.0,
+            "rate_limits": {
+                "request_weight_per_minute": 1_000_000,
+                "orders_per_10s": 100_000,
+                "orders_per_day": 10_000_000,
+                "safety_margin": 0.0,
+                "use_exchange_info": False,
+            },
+        },
+        "<bench>",
+        env={},
+    )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured configuration."""
+
+    entry: str  # "ws" | "rest"
+    mode: str  # "place" | "replace"
+    log_orders: bool = False
+    gc_threshold: int = 0  # gen-0 threshold after setup (0: Python's default)
+    ticks: int = 10_000
+    warmup: int = 300
+    max_rounds: int = 10
+    inline: bool = False
+    loop: str = "uvloop"  # "uvloop" | "asyncio"
+
+    @property
+    def label(self) -> str:
+        what = "WS API order.place" if self.entry == "ws" else "REST POST /api/v3/order"
+        how = "new IOC order per tick" if self.mode == "place" else "cancel + replace per tick"
+        return f"{what}, {how}"
+
+
+async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samples: Samples) -> dict:
+    loop = asyncio.get_running_loop()
+    from engine.runners.paper import AsyncScheduler
+
+    cfg = _config(urls, run_.entry)
+    adapter = BinanceAdapter(cfg, creds)
+    instruments = await adapter.load_instruments()
+    inst = instruments[SYMBOL]
+    probe = Probe(samples, run_.warmup)
+    pool = adapter.rest.open_order_connections()
+    assert pool is not None
+    # at speed=max the fake answers orders slower than this process sends them; deep pipelining
+    # keeps every order on the measured path (live, the rate limits keep a few in flight)
+    pool.max_in_flight = 1_000_000
+    end = loop.time() + 10
+    while len(pool.conns) < pool.size and loop.time() < end:
+        await asyncio.sleep(0.01)
+    if run_.entry == "rest":
+        for c in pool.conns:
+            c.transport = TransportTap(c.transport, probe.on_write)
+    clock = LiveClock()
+    portfolio = Portfolio({"binance": {"USDT": 1e9, "BTC": 1e3}})
+    limits = RiskLimits(
+        max_order_size_usd=10_000,
+        max_position_usd=1e6,
+        max_global_position_usd=1e6,
+        daily_loss_limit_usd=1e6,
+        max_orders_per_second=1e6,  # the bench sends thousands a second; the check still runs
+        price_band_pct=5.0,
+    )
+    risk = RiskEngine(limits, portfolio, {})
+    engine = Engine(
+        clock,
+        AsyncScheduler(loop, clock),
+        {("binance", SYMBOL): inst},
+        portfolio,
+        risk,
+        Recorder(None),
+        log_orders=run_.log_orders,
+    )
+    book = Book(inst)
+    engine.add_book(book)
+    params = {"offset_bps": 100, "qty": 0.001, "mode": run_.mode}
+    engine.add_strategy(TickQuoter("hot_path", "binance", [SYMBOL], params))
+    old_threshold = gc.get_threshold()
+    gc.collect()
+    gc.freeze()  # what survives setup is never garbage: keep the collector from walking it
+    if run_.gc_threshold:
+        gc.set_threshold(run_.gc_threshold, *old_threshold[1:])
+    await adapter.start(engine.on_book, engine.on_trade, sink=engine, books={SYMBOL: book})
+    # from here to the first await nothing can arrive: the feed's task has not run yet
+    feed, execution, ws_api = adapter.feed, adapter.execution, adapter.ws_api
+    assert feed is not None and execution is not None and ws_api is not None
+    engine.add_venue(execution)
+    engine.start()
+    feed.ws.on_message = probe.wrap(feed.ws.on_message, lambda: feed.ws.ws)
+    if run_.entry == "ws":
+        conn = ws_api.ws.ws
+        assert conn is not None
+        conn.transport = TransportTap(conn.transport, probe.on_write)
+    try:
+        last, quiet_since = -1, loop.time()
+        while loop.time() - quiet_since < 2.0:
+            await asyncio.sleep(0.1)
+            if probe.round_ticks != last:
+                last, quiet_since = probe.round_ticks, loop.time()
+    finally:
+        engine.stop()
+        await adapter.stop()
+        gc.set_threshold(*old_threshold)
+        gc.unfreeze()
+    return {
+        "ticks": probe.round_ticks,
+        "orders": engine.oms.submitted,
+        "rejected_local": engine.oms.rejected_local,
+        "sync_gaps": feed.syncs[SYMBOL].gaps,
+        "handler_errors": feed.ws.handler_errors,
+        "written_now": execution.written_now,
+        "queued": execution.queued,
+    }
+
+
+async def _inline_round(data: list[Path], creds: Credentials, run_: Run, samples: Samples) -> dict:
+    from sim.fake_binance.server import FakeBinance
+
+    big = 10**9
+    async with FakeBinance(
+        data=[str(p) for p in data],
+        api_key=creds.api_key,
+        api_secret=creds.api_secret,
+        speed="max",
+        start="subscribe",
+        balances={"BTC": "1000", "USDT": "1000000000"},
+        weight_limit=big,
+        orders_per_10s=big,
+        orders_per_day=big,
+        max_incoming_per_s=None,
+    ) as fb:
+        return await _round(creds, (fb.rest_url, fb.ws_url, fb.ws_api_url), run_, samples)
+
+
+def bench(data: list[Path], run_: Run) -> tuple[Samples, list[dict]]:
+    """Rounds (each a fresh fake and a fresh client) until ``run_.ticks`` ticks are measured."""
+    samples = Samples()
+    rounds: list[dict] = []
+    key, secret = secrets.token_hex(32), secrets.token_hex(32)
+    creds = Credentials(key, secret)
+    runner = run if run_.loop == "uvloop" else asyncio.run
+    while samples.ticks < run_.ticks and len(rounds) < run_.max_rounds:
+        if run_.inline:
+            rounds.append(runner(_inline_round(data, creds, run_, samples)))
+        else:
+            fake = FakeProcess(data, key, secret)
+            try:
+                urls = fake.start()
+                rounds.append(runner(_round(creds, urls, run_, samples)))
+            finally:
+                fake.stop()
+        if rounds[-1]["ticks"] <= run_.warmup:
+            break  # nothing measurable came through: do not spin
+    return samples, rounds
+
+
+def pct(values: list[int], p: float) -> float:
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    return s[min(len(s) - 1, int(p / 100 * len(s)))] / 1000.0
+
+
+def line(name: str, ns: list[int]) -> str:
+    return (
+        f"  {name:<40} n={len(ns):<6} p50={pct(ns, 50):7.1f} us  p99={pct(ns, 99):7.1f} us  "
+        f"p99.9={pct(ns, 99.9):7.1f} us  max={max(ns) / 1000 if ns else float('nan'):8.1f} us"
+    )
+
+
+def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    got = [e.strip() for e in text.split(",") if e.strip()]
+    if not got or any(e not in allowed for e in got):
+        raise ValueError(f"--{what} takes {' or '.join(allowed)} (comma-separated); got {text!r}")
+    return got
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ticks", type=int, default=10_000, help="measured ticks per configuration (default 10000)")
+    ap.add_argument("--entry", default="ws,rest", help="order entry: ws, rest or ws,rest (default both)")
+    ap.add_argument("--mode", default="place,replace", help="place, replace or place,replace (default both)")
+    ap.add_argument("--data", type=Path, nargs="+", default=[DEFAULT_DATA], help="capture files or a directory")
+    ap.add_argument("--warmup", type=int, default=300, help="ticks per round not counted (default 300)")
+    ap.add_argument("--max-rounds", type=int, default=10, help="rounds per configuration at most (default 10)")
+    ap.add_argument("--log-orders", action="store_true", help="keep the order manager's per-order log line")
+    ap.add_argument(
+        "--gc-threshold", type=int, default=50_000, help="gen-0 GC threshold after setup (default 50000; 0: Python's)"
+    )
+    ap.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of the measured process (default uvloop; see the README on what 'written' means)",
+    )
+    ap.add_argument(
+        "--fake",
+        choices=("process", "inline"),
+        default="process",
+        help="run the fake in a child process (default) or on this process's event loop",
+    )
+    args = ap.parse_args(argv)
+    try:
+        entries = _choices(args.entry, ("ws", "rest"), "entry")
+        modes = _choices(args.mode, ("place", "replace"), "mode")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for p in args.data:
+        if not p.exists():
+            print(f"error: capture not found at {p}", file=sys.stderr)
+            return 2
+    if args.ticks < 1 or args.warmup < 0 or args.gc_threshold < 0:
+        print("error: --ticks must be at least 1, --warmup and --gc-threshold at least 0", file=sys.stderr)
+        return 2
+    setup_logging(None)  # component logs stay quiet; the numbers go to stdout
+    if args.loop == "uvloop" and not uvloop_available():
+        print("error: uvloop is not installed; use --loop asyncio", file=sys.stderr)
+        return 2
+    print(
+        f"hot path: fake Binance (speed=max, {args.fake}) -> feed -> engine -> order socket; "
+        f"loop={args.loop}, order log={'on' if args.log_orders else 'off'}, "
+        f"gen-0 GC threshold={args.gc_threshold or 'default'}"
+    )
+    status = 0
+    for mode in modes:
+        for entry in entries:
+            cfg = Run(
+                entry,
+                mode,
+                args.log_orders,
+                args.gc_threshold,
+                args.ticks,
+                args.warmup,
+                args.max_rounds,
+                args.fake == "inline",
+                args.loop,
+            )
+            samples, rounds = bench(args.data, cfg)
+            print(f"{cfg.label}: {len(rounds)} round(s), {samples.ticks} measured ticks")
+            for r in rounds:
+                print(f"  round: {r}")
+            if not samples.frame_to_order:
+                print("  no tick produced an order", file=sys.stderr)
+                status = 1
+                continue
+            print(line("frame handed over -> order bytes written", samples.frame_to_order))
+            print(line("socket read -> order bytes (1st in read)", samples.read_to_order))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
