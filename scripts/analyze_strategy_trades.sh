@@ -3,16 +3,8 @@
 # Aggregates every run of the strategy under $HFT_RUNS_ROOT (default ./runs) in the last N days.
 # Extra options go to `hft report trades` (--now T, --out DIR, --runs-root DIR).
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(dirname "$here")"
-if [[ -x "$repo/.venv/bin/hft" ]]; then
-  HFT="$repo/.venv/bin/hft"
-elif command -v hft >/dev/null 2>&1; then
-  HFT="$(command -v hft)"
-else
-  echo "error: hft not found: install the project (pip install -e .) or create $repo/.venv" >&2
-  exit 2
-fi
+# shellcheck source=scripts/_hft.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_hft.sh"
 
 usage() { echo "usage: $0 STRATEGY_ID [--days=N] [--now T] [--out DIR] [--runs-root DIR]" >&2; }
 if [[ $# -lt 1 || "$1" == -* ]]; then

@@ -2,16 +2,8 @@
 # Strategy post-mortem (guide 9.2): ./scripts/strategy_post_mortem.sh my_strategy [--run DIR] [--out DIR]
 # Without --run, reports on the latest run under $HFT_RUNS_ROOT (default ./runs) that contains the strategy.
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(dirname "$here")"
-if [[ -x "$repo/.venv/bin/hft" ]]; then
-  HFT="$repo/.venv/bin/hft"
-elif command -v hft >/dev/null 2>&1; then
-  HFT="$(command -v hft)"
-else
-  echo "error: hft not found: install the project (pip install -e .) or create $repo/.venv" >&2
-  exit 2
-fi
+# shellcheck source=scripts/_hft.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_hft.sh"
 
 usage() { echo "usage: $0 STRATEGY_ID [--run RUN_DIR] [--out DIR]" >&2; }
 if [[ $# -lt 1 || "$1" == -* ]]; then
