@@ -93,6 +93,11 @@ class TickQuoter(Strategy):
             self.live = self.modify(live, price=price)
 
 
+#: replay speed of the fake ("max", or a multiple of real time: Binance itself paces spot depth at
+#: 100 ms, so a paced replay is closer to production than a flood); set from --speed
+FAKE_SPEED: str | float = "max"
+
+
 # --- the fake, in its own process ----------------------------------------------------------------
 def _serve_fake(pipe: Connection, data: list[str], key: str, secret: str) -> None:
     async def main() -> None:
@@ -103,7 +108,7 @@ def _serve_fake(pipe: Connection, data: list[str], key: str, secret: str) -> Non
             data=data,
             api_key=key,
             api_secret=secret,
-            speed="max",
+            speed=FAKE_SPEED,
             start="subscribe",  # the replay starts when the client's feed subscribes
             balances={"BTC": "1000", "USDT": "1000000000"},
             weight_limit=big,
@@ -349,7 +354,7 @@ async def _inline_round(data: list[Path], creds: Credentials, run_: Run, samples
         data=[str(p) for p in data],
         api_key=creds.api_key,
         api_secret=creds.api_secret,
-        speed="max",
+        speed=FAKE_SPEED,
         start="subscribe",
         balances={"BTC": "1000", "USDT": "1000000000"},
         weight_limit=big,
@@ -405,6 +410,7 @@ def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--speed", default="max", help="fake replay speed: max (default) or a multiple of real time")
     ap.add_argument("--ticks", type=int, default=10_000, help="measured ticks per configuration (default 10000)")
     ap.add_argument("--entry", default="ws,rest", help="order entry: ws, rest or ws,rest (default both)")
     ap.add_argument("--mode", default="place,replace", help="place, replace or place,replace (default both)")
@@ -428,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         help="run the fake in a child process (default) or on this process's event loop",
     )
     args = ap.parse_args(argv)
+    global FAKE_SPEED
+    FAKE_SPEED = args.speed if args.speed == "max" else float(args.speed)
     try:
         entries = _choices(args.entry, ("ws", "rest"), "entry")
         modes = _choices(args.mode, ("place", "replace"), "mode")
@@ -446,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: uvloop is not installed; use --loop asyncio", file=sys.stderr)
         return 2
     print(
-        f"hot path: fake Binance (speed=max, {args.fake}) -> feed -> engine -> order socket; "
+        f"hot path: fake Binance (speed={args.speed}, {args.fake}) -> feed -> engine -> order socket; "
         f"loop={args.loop}, order log={'on' if args.log_orders else 'off'}, "
         f"gen-0 GC threshold={args.gc_threshold or 'default'}"
     )
