@@ -303,5 +303,5 @@ async def run_paper(
 def install_signal_stop(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(RuntimeError):  # covers platforms without signal handlers
             loop.add_signal_handler(sig, stop.set)

@@ -374,7 +374,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(RuntimeError):  # covers platforms without signal handlers
                 loop.add_signal_handler(sig, stop.set)
         until = f"for {args.duration:g} s" if args.duration else "until Ctrl-C"
         print(f"recording binance {', '.join(config.symbols)} from {config.ws_url} into {out} {until}", file=sys.stderr)
