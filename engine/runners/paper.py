@@ -73,16 +73,12 @@ class LiveKernel:
         self.out = np.zeros(5, dtype=np.int64)
         self.messages = 0
 
-    def _run(self, ts: int, kind: int, rows: list[tuple[int, int, int]], seq: int, stream: int) -> None:
-        n = len(rows)
+    def _run(self, ts: int, kind: int, side: np.ndarray, price: np.ndarray, size: np.ndarray, stream: int) -> None:
+        n = len(price)
         if n == 0:
             return
-        arr = np.asarray(rows, dtype=np.int64).reshape(n, 3)
         ts_recv = np.full(n, ts, dtype=np.int64)
         kinds = np.full(n, kind, dtype=np.int8)
-        side = arr[:, 0].astype(np.int8)
-        price = np.ascontiguousarray(arr[:, 1])
-        size = np.ascontiguousarray(arr[:, 2])
         streams = np.full(n, stream, dtype=np.int32)
         end = np.zeros(n, dtype=np.bool_)
         end[-1] = True
@@ -116,24 +112,37 @@ class LiveKernel:
                 bs.grow()
             if mask & K.M_FILL:
                 dispatch_kernel_fills(self.resting, self.fills, int(self.out[K.O_NFILLS]), ts)
-        _ = seq
 
     def on_apply(self, symbol: str, kind: str, msg: Any) -> None:
         """Hook called by the adapter's book sync just before it applies a snapshot or a diff."""
         stream = self.streams.get(symbol)
         if stream is None:
             return
-        rows = [(1, p, q) for p, q in msg.bids] + [(-1, p, q) for p, q in msg.asks]
-        if kind == "snapshot":
-            self._run(msg.ts_recv, K.K_SNAPSHOT, rows, msg.last_update_id, stream)
-        else:
-            self._run(msg.ts_recv, K.K_DELTA, rows, msg.last_id, stream)
+        bids = np.asarray(msg.bids, dtype=np.int64).reshape(-1, 2)
+        asks = np.asarray(msg.asks, dtype=np.int64).reshape(-1, 2)
+        levels = np.concatenate((bids, asks))
+        side = np.concatenate((np.ones(len(bids), np.int8), np.full(len(asks), -1, np.int8)))
+        self._run(
+            msg.ts_recv,
+            K.K_SNAPSHOT if kind == "snapshot" else K.K_DELTA,
+            side,
+            np.ascontiguousarray(levels[:, 0]),
+            np.ascontiguousarray(levels[:, 1]),
+            stream,
+        )
 
     def on_trade(self, trade: Trade) -> None:
         stream = self.streams.get(trade.symbol)
         if stream is None:
             return
-        self._run(trade.ts_recv, K.K_TRADE, [(trade.side, trade.price_fixed, trade.size_fixed)], 0, stream)
+        self._run(
+            trade.ts_recv,
+            K.K_TRADE,
+            np.array([trade.side], np.int8),
+            np.array([trade.price_fixed], np.int64),
+            np.array([trade.size_fixed], np.int64),
+            stream,
+        )
 
 
 @dataclass
