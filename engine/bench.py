@@ -67,6 +67,20 @@ class _Looped:
             shift += last - first + 1_000_000_000
 
 
+class _LoopedSource(_Looped):
+    """A replay source (what ``run_backtest`` takes) that plays the dataset ``loops`` times."""
+
+    def __init__(self, source_factory, loops: int) -> None:
+        super().__init__(source_factory, loops)
+        first = source_factory()
+        self.streams = list(first.streams)
+        self.scales = first.scales
+        self.files = first.files
+        self.rows = first.rows * loops
+        self.start_ns = first.start_ns
+        self.end_ns = first.end_ns
+
+
 def _mode_book(spec, loops: int, repeat: int) -> dict:
     from engine.book import Book, BookSet
     from engine.clock import SimClock
@@ -121,29 +135,24 @@ def _mode_full(spec, loops: int, repeat: int) -> dict:
         # warm-up on a short slice compiles (or loads from cache) every kernel
         bt.run_backtest(spec, Path(tmp) / "warm", log_dir=Path(tmp) / "logs")
     jit_s = time.perf_counter() - t0
-    if loops > 1:
-        orig = bt.open_dataset
+    from engine.marketdata.reader import open_dataset
 
-        def looped(*a, **kw):
-            src = orig(*a, **kw)
-            looped_iter = _Looped(lambda: orig(*a, **kw), loops)
-            src.__class__ = type("LoopedSource", (src.__class__,), {"__iter__": lambda self: iter(looped_iter)})
-            src.rows = src.rows * loops
-            return src
+    def factory():
+        return open_dataset(
+            spec.data_root, venue=spec.venue, symbols=spec.symbols, start_ns=spec.start_ns, end_ns=spec.end_ns
+        )
 
-        bt.open_dataset = looped
     best = None
-    try:
-        for _ in range(repeat):
-            with tempfile.TemporaryDirectory() as tmp:
-                res = bt.run_backtest(spec, Path(tmp) / "run", measure_wakes=True, log_dir=Path(tmp) / "logs")
-                st = res.stats
-                if best is None or st.seconds < best.seconds:
-                    best = st
-                    summary = res.summary
-    finally:
-        if loops > 1:
-            bt.open_dataset = orig
+    for _ in range(repeat):
+        source = _LoopedSource(factory, loops)
+        with tempfile.TemporaryDirectory() as tmp:
+            res = bt.run_backtest(
+                spec, Path(tmp) / "run", measure_wakes=True, log_dir=Path(tmp) / "logs", source=source
+            )
+            st = res.stats
+            if best is None or st.seconds < best.seconds:
+                best = st
+                summary = res.summary
     w = np.asarray(best.wake_ns or [0], dtype=np.int64)
     pct = {f"p{p}": float(np.percentile(w, p)) / 1000.0 for p in (50, 90, 99, 99.9)}
     return {

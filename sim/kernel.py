@@ -130,34 +130,27 @@ def run_rows(
                     rp = rests[r, R_PRICE]
                     rs = rests[r, R_SIDE]
                     # a sell aggressor (or an unknown one at/below our bid) hits bids; symmetric for asks
-                    if rs > 0 and (agg < 0 or (agg == 0 and px <= rp)):
-                        if px < rp:
-                            nf = _emit_fill(fills, nf, r, rests[r, R_LEAVES], rp)
-                            rests[r, R_LEAVES] = 0
-                            rests[r, R_ACTIVE] = 0
-                        elif px == rp:
-                            rests[r, R_TRADED] += q
-                            nq, fq = fill_from_trade(rests[r, R_QUEUE], rests[r, R_LEAVES], q)
-                            rests[r, R_QUEUE] = nq
-                            if fq > 0:
-                                nf = _emit_fill(fills, nf, r, fq, rp)
-                                rests[r, R_LEAVES] -= fq
-                                if rests[r, R_LEAVES] == 0:
-                                    rests[r, R_ACTIVE] = 0
-                    elif rs < 0 and (agg > 0 or (agg == 0 and px >= rp)):
-                        if px > rp:
-                            nf = _emit_fill(fills, nf, r, rests[r, R_LEAVES], rp)
-                            rests[r, R_LEAVES] = 0
-                            rests[r, R_ACTIVE] = 0
-                        elif px == rp:
-                            rests[r, R_TRADED] += q
-                            nq, fq = fill_from_trade(rests[r, R_QUEUE], rests[r, R_LEAVES], q)
-                            rests[r, R_QUEUE] = nq
-                            if fq > 0:
-                                nf = _emit_fill(fills, nf, r, fq, rp)
-                                rests[r, R_LEAVES] -= fq
-                                if rests[r, R_LEAVES] == 0:
-                                    rests[r, R_ACTIVE] = 0
+                    if rs > 0:
+                        hits = agg < 0 or (agg == 0 and px <= rp)
+                        through = px < rp
+                    else:
+                        hits = agg > 0 or (agg == 0 and px >= rp)
+                        through = px > rp
+                    if not hits:
+                        continue
+                    if through:  # the whole level traded away: we were in it
+                        nf = _emit_fill(fills, nf, r, rests[r, R_LEAVES], rp)
+                        rests[r, R_LEAVES] = 0
+                        rests[r, R_ACTIVE] = 0
+                    elif px == rp:
+                        rests[r, R_TRADED] += q
+                        nq, fq = fill_from_trade(rests[r, R_QUEUE], rests[r, R_LEAVES], q)
+                        rests[r, R_QUEUE] = nq
+                        if fq > 0:
+                            nf = _emit_fill(fills, nf, r, fq, rp)
+                            rests[r, R_LEAVES] -= fq
+                            if rests[r, R_LEAVES] == 0:
+                                rests[r, R_ACTIVE] = 0
             if nf > 0:
                 mask |= M_FILL
             if st[s, ST_WAKE_TRADE] != 0:
