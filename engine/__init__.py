@@ -5,3 +5,5 @@ Nothing in here imports from ``venues``, ``sim`` or ``strategies``; the runners 
 """
 
 __version__ = "0.1.0"
+
+from engine import jitcache as _jitcache  # noqa: F401  (numba's cache, before numba loads)

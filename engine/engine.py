@@ -356,6 +356,8 @@ class Engine:
             self.max_drawdown = self.equity_peak - equity
 
     def record_risk(self, order: Order, d: RiskDecision, now: int) -> None:
+        if not self.recorder.enabled:
+            return
         self.recorder.add(
             "risk",
             (

@@ -7,3 +7,5 @@
 - ``plots``, ``render``: PNG plots and the HTML/Markdown output;
 - ``cli``: ``hft report ...``; ``bench``: the 1M-fill benchmark; ``logwriter``: small logs from rows.
 """
+
+import engine.jitcache  # noqa: F401  (numba's cache, before numba loads)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from venues.common.backoff import AttemptWindow, BackoffSettings, ExponentialBackoff, ReconnectPolicy
 from venues.common.ratelimit import RequestLimiter, RetryAfterGate, WeightWindow
@@ -74,14 +76,18 @@ def test_policy_first_attempt_immediate_then_backoff() -> None:
 
 
 def test_weight_window_sliding_and_observe() -> None:
+    """Weight leaves one interval after the end of the (1 s) bucket it was booked in: never
+    earlier than an exact sliding log would let it, at most one bucket later."""
     c = Clock()
     w = WeightWindow("REQUEST_WEIGHT 1M", 100, 60.0, c)
     w.consume(60)
     c.t += 30
     w.consume(40)
-    assert w.wait_time(1) == pytest.approx(30.0)  # the first 60 leave at t0 + 60
-    assert w.wait_time(61) == pytest.approx(60.0)  # needs both entries gone
+    assert w.wait_time(1) == pytest.approx(31.0)  # the first 60 leave at t0 + 1 + 60
+    assert w.wait_time(61) == pytest.approx(61.0)  # needs both bookings gone
     c.t += 30
+    assert w.used == 100 and w.wait_time(1) == pytest.approx(1.0)  # an exact log would say 0
+    c.t += 1
     assert w.used == 40 and w.wait_time(60) == 0
     w.observe(90)  # the venue saw 50 more than we sent
     assert w.used == 90 and w.wait_time(20) > 0
@@ -104,7 +110,7 @@ async def test_limiter_waits_and_reports() -> None:
     lim = RequestLimiter({"weight": [WeightWindow("W", 10, 60.0, c)]}, gate=gate, on_wait=waits.append, sleep=sleep)
     assert await lim.acquire({"weight": 10}) == 0.0
     waited = await lim.acquire({"weight": 5})
-    assert waited == pytest.approx(60.0, abs=0.01) and waits[0].limit == "W"
+    assert waited == pytest.approx(61.0, abs=0.01) and waits[0].limit == "W"  # 60 s after its bucket
     gate.block(5.0, "HTTP 429")
     assert lim.wait_time({"weight": 1}).limit == "retry-after"
     await lim.acquire({"weight": 1})
@@ -122,7 +128,7 @@ def test_try_acquire_books_all_or_nothing() -> None:
     assert [lim.try_acquire(1, 1) for _ in range(4)] == [True, True, True, False]
     assert (weight.used, orders_10s.used) == (3, 3)  # the refused one booked nothing
     assert lim.try_acquire(2)  # a cancel carries no order count
-    c.t += 10.0
+    c.t += 10.0 + 10.0 / 60  # one interval after the end of the bucket the orders were booked in
     assert lim.try_acquire(1, 1) and orders_10s.used == 1
     assert not lim.try_acquire(5)  # weight 6 + 5 > 10
     gate.block(3.0, "HTTP 429")
@@ -130,6 +136,40 @@ def test_try_acquire_books_all_or_nothing() -> None:
     c.t += 3.0
     assert lim.try_acquire(1) and weight.used == 7
     assert lim.wait_time({"weight": 4}).seconds > 0 and not lim.try_acquire(4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0.0, 5.0), st.integers(1, 7)), min_size=1, max_size=300),
+    st.integers(1, 20),
+)
+def test_weight_window_never_lets_more_than_the_limit_through(steps: list[tuple[float, int]], buckets: int) -> None:
+    """Whatever the timing: what the window admitted in any interval never exceeds the limit
+    (checked against the exact log of admitted requests), and its memory does not grow."""
+    c = Clock()
+    w = WeightWindow("W", 20, 10.0, c, buckets=buckets)
+    admitted: list[tuple[float, int]] = []
+    for dt, weight in steps:
+        c.t += dt
+        if w.fits(weight, c.t):
+            w.book(weight, c.t)
+            admitted.append((c.t, weight))
+            inside = sum(x for t, x in admitted if t > c.t - 10.0)
+            assert inside <= 20
+        else:
+            assert w.wait_time(weight) > 0
+    assert len(w._counts) == buckets + 1
+
+
+def test_weight_window_day_of_orders_in_fixed_memory() -> None:
+    c = Clock()
+    day = WeightWindow("ORDERS 1D", 10**7, 86400.0, c, buckets=1440)
+    for _ in range(200_000):
+        c.t += 0.01
+        day.book(1, c.t)
+    assert day.used == 200_000 and len(day._counts) == 1441
+    c.t += 86400.0 + 60.0
+    assert day.used == 0
 
 
 def test_client_frames_parse_back_and_masks_vary() -> None:

@@ -16,6 +16,7 @@ from engine.events import Incident
 from venues.binance.decode import BookTop
 from venues.binance.feed import BinanceMarketData
 from venues.binance.filters import SymbolFilters, to_instrument
+from venues.binance.numbers import parse_fixed
 from venues.binance.rest import BinanceRest
 from venues.common.loop import run, uvloop_available
 
@@ -70,13 +71,19 @@ class Client:
         return [i.kind for i in self.incidents]
 
 
-async def run_feed(venue: Venue, body, **cfg_over) -> tuple[BinanceMarketData, Client]:
+async def run_feed(venue: Venue, body, tops: bool = True, **cfg_over) -> tuple[BinanceMarketData, Client]:
     async with http_server(venue.routes()) as url:
         cfg = loop_config(rest_url=url, ws_url=url.replace("http", "ws"), symbols=["NKN-USDT"], **cfg_over)
         client = Client()
         async with BinanceRest(cfg) as rest:
             feed = BinanceMarketData(
-                cfg, rest, {"NKN-USDT": NKN}, client.on_book, lambda t: None, client.incidents.append, client.on_top
+                cfg,
+                rest,
+                {"NKN-USDT": NKN},
+                client.on_book,
+                lambda t: None,
+                client.incidents.append,
+                client.on_top if tops else None,
             )
             feed.start()
             try:
@@ -116,6 +123,35 @@ async def test_feed_syncs_and_equals_book_ticker() -> None:
     assert len(shared) == 19 and all(client.tops[u] == client.tickers[u] for u in shared)
     assert client.served_invalid == 0 and feed.decoder.malformed == 0
     assert venue.depth_requests == 1
+
+
+async def test_book_tickers_kept_raw_until_read() -> None:
+    """With no bookTicker consumer the feed keeps only the latest frame and decodes it on demand.
+    Compact frames, as Binance sends them: the depth diffs take the fast path (BookSync.on_frame)."""
+    compact = [json.dumps(json.loads(f), separators=(",", ":")) for f in FRAMES]
+    tickers = [f for f in compact if "@bookTicker" in f[:40]]
+
+    async def replay_compact(ws: web.WebSocketResponse, n: int) -> None:
+        for f in compact:
+            await ws.send_str(f)
+        await hold(ws)
+
+    venue = Venue(replay_compact)
+
+    async def body(feed: BinanceMarketData, client: Client) -> None:
+        await wait_until(lambda: feed.top_frames == len(tickers), what="every bookTicker seen")
+        await wait_until(lambda: feed.syncs["NKN-USDT"].applied == 149, what="149 diffs applied")
+
+    feed, client = await run_feed(venue, body, tops=False)
+    last = json.loads(tickers[-1])["data"]
+    top = feed.top("NKN-USDT")
+    assert top is not None and top.update_id == last["u"] and not client.tickers
+    assert (top.bid, top.ask) == (parse_fixed(last["b"]), parse_fixed(last["a"]))
+    assert feed.top("BTC-USDT") is None and feed.decoder.malformed == 0
+    want = {d["u"]: tuple(parse_fixed(d[k]) for k in "bBaA") for d in (json.loads(f)["data"] for f in tickers)}
+    shared = set(client.tops) & set(want)
+    assert len(shared) == 19 and all(client.tops[u] == want[u] for u in shared)
+    assert client.served_invalid == 0 and feed.syncs["NKN-USDT"].gaps == 0
 
 
 async def test_server_ping_is_answered() -> None:

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import gc
 import multiprocessing as mp
+import os
 import secrets
 import sys
 import time
@@ -99,7 +100,16 @@ FAKE_SPEED: str | float = "max"
 
 
 # --- the fake, in its own process ----------------------------------------------------------------
-def _serve_fake(pipe: Connection, data: list[str], key: str, secret: str) -> None:
+def _pin(cpu: int | None) -> None:
+    """Keep a process on one CPU (where the OS allows it): no migrations between the two sides."""
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {cpu})
+
+
+def _serve_fake(pipe: Connection, data: list[str], key: str, secret: str, cpu: int | None = None) -> None:
+    _pin(cpu)
+
     async def main() -> None:
         from sim.fake_binance.server import FakeBinance
 
@@ -129,11 +139,15 @@ def _serve_fake(pipe: Connection, data: list[str], key: str, secret: str) -> Non
     run(main())
 
 
+def _cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
 class FakeProcess:
-    def __init__(self, data: list[Path], key: str, secret: str) -> None:
+    def __init__(self, data: list[Path], key: str, secret: str, cpu: int | None = None) -> None:
         ctx = mp.get_context("spawn")
         self.pipe, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve_fake, args=(child, [str(p) for p in data], key, secret), daemon=True)
+        self.proc = ctx.Process(target=_serve_fake, args=(child, [str(p) for p in data], key, secret, cpu), daemon=True)
 
     def start(self, timeout_s: float = 60.0) -> tuple[str, str, str]:
         self.proc.start()
@@ -256,6 +270,7 @@ class Run:
     max_rounds: int = 10
     inline: bool = False
     loop: str = "uvloop"  # "uvloop" | "asyncio"
+    pin: bool = True  # this process on CPU 0, the fake on CPU 1 (when there are two)
 
     @property
     def label(self) -> str:
@@ -273,6 +288,8 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
     instruments = await adapter.load_instruments()
     inst = instruments[SYMBOL]
     probe = Probe(samples, run_.warmup)
+    first_sample = len(samples.frame_to_order)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     pool = adapter.rest.open_order_connections()
     assert pool is not None
     # at speed=max the fake answers orders slower than this process sends them; deep pipelining
@@ -343,6 +360,11 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
         "handler_errors": feed.ws.handler_errors,
         "written_now": execution.written_now,
         "queued": execution.queued,
+        "p50_us": pct(samples.frame_to_order[first_sample:], 50),
+        "busy": round((time.process_time() - cpu0) / (time.perf_counter() - wall0), 2),
+        "cpu_per_depth_us": round((time.process_time() - cpu0) / max(feed.syncs[SYMBOL].applied, 1) * 1e6),
+        "connects": (feed.ws.connects, ws_api.ws.connects),
+        "sync": (feed.syncs[SYMBOL].applied, feed.syncs[SYMBOL].dropped, feed.syncs[SYMBOL].snapshots),
     }
 
 
@@ -376,7 +398,8 @@ def bench(data: list[Path], run_: Run) -> tuple[Samples, list[dict]]:
         if run_.inline:
             rounds.append(runner(_inline_round(data, creds, run_, samples)))
         else:
-            fake = FakeProcess(data, key, secret)
+            cpus = _cpus() if run_.pin else []
+            fake = FakeProcess(data, key, secret, cpus[1] if len(cpus) > 1 else None)
             try:
                 urls = fake.start()
                 rounds.append(runner(_round(creds, urls, run_, samples)))
@@ -385,6 +408,16 @@ def bench(data: list[Path], run_: Run) -> tuple[Samples, list[dict]]:
         if rounds[-1]["ticks"] <= run_.warmup:
             break  # nothing measurable came through: do not spin
     return samples, rounds
+
+
+def reference_ms() -> float:
+    """A fixed pure-Python loop, timed: how fast this (shared, virtual) machine runs Python right
+    now. Printed with every result, as the same code measures up to 2x apart on a busy host."""
+    t = time.perf_counter()
+    x = 0
+    for i in range(3_000_000):
+        x += i
+    return (time.perf_counter() - t) * 1e3
 
 
 def pct(values: list[int], p: float) -> float:
@@ -426,6 +459,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=("uvloop", "asyncio"),
         default="uvloop",
         help="event loop of the measured process (default uvloop; see the README on what 'written' means)",
+    )
+    ap.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin this process and the fake to one CPU each (default: pinned when there are two or more)",
     )
     ap.add_argument(
         "--fake",
@@ -471,9 +509,15 @@ def main(argv: list[str] | None = None) -> int:
                 args.max_rounds,
                 args.fake == "inline",
                 args.loop,
+                not args.no_pin,
             )
+            ref_before = reference_ms()
             samples, rounds = bench(args.data, cfg)
-            print(f"{cfg.label}: {len(rounds)} round(s), {samples.ticks} measured ticks")
+            ref_after = reference_ms()
+            print(
+                f"{cfg.label}: {len(rounds)} round(s), {samples.ticks} measured ticks; "
+                f"reference loop {ref_before:.0f} ms before, {ref_after:.0f} ms after"
+            )
             for r in rounds:
                 print(f"  round: {r}")
             if not samples.frame_to_order:

@@ -16,6 +16,10 @@ while it is valid: in sync, not crossed and not stale.
 passed the sequence checks, just before it is applied and in the order applied (paper trading
 runs its simulated venue on exactly what the book gets). Each side of a message is applied with
 one compiled call (``Book.apply_levels`` on the decoder's int64 arrays).
+
+``on_frame`` is the live feed's fast path for the common case, a synced book receiving the next
+message: the frame's bytes go to one compiled call (``depth_apply.apply_depth``) that checks the
+chain, applies both sides and reads the top of book. Anything else is left to ``on_diff``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ from engine.book import Book
 from engine.events import Incident
 from engine.logs import get_logger
 from venues.binance.decode import DepthDiff, Snapshot
+from venues.binance.depth_apply import APPLIED, FULL_STOP, R_ROW, R_SIDE, apply_depth, scratch_for
+from venues.binance.numbers import SCALE
+
+MS = 1_000_000
+_SCRATCH_BYTES = 64 * 1024  # a 100 ms diff is a few kB; larger frames get a larger scratch
 
 IDLE = "idle"  # nothing received since start / reset
 BUFFERING = "buffering"  # waiting for a snapshot, diffs buffered
@@ -76,6 +85,55 @@ class BookSync:
         self.stale_events = 0
         #: called just before a snapshot or diff is applied (after the sequence checks)
         self.on_apply: Callable[[str, str, object], None] | None = None
+        self.scale = SCALE
+        self._scratch = scratch_for(_SCRATCH_BYTES)
+        self._scratch_bytes = _SCRATCH_BYTES
+        self._res = np.zeros(11, dtype=np.int64)
+
+    # --- the fast path -----------------------------------------------------------------------
+    def on_frame(self, frame: bytes, lo: int, hi: int, ts_recv: int) -> bool:
+        """``frame[lo:hi]`` is a depthUpdate payload. Apply it if the book is synced and it is the
+        next message, in one compiled call; False (nothing done, nothing counted) otherwise: the
+        caller decodes the frame and hands it to ``on_diff``."""
+        if self.state is not SYNCED or self._bridging or self.on_apply is not None:
+            return False
+        if hi - lo > self._scratch_bytes:
+            self._scratch = scratch_for(hi - lo)
+            self._scratch_bytes = hi - lo
+        book = self.book
+        bs = book.books
+        res = self._res
+        status = apply_depth(
+            frame, lo, hi, self._scratch, self.scale, bs.lad, bs.keys, bs.sizes, bs.cnt, bs.dead, bs.meta,
+            book.idx, book.update_id, res,
+        )  # fmt: skip
+        if status != APPLIED:
+            if status != FULL_STOP:
+                return False
+            self._finish_full()
+        ev, _first, last, _nb, _na, _side, _row, bb, bbs, ba, bas = res.tolist()
+        self.last_recv_ns = ts_recv
+        book.best_bid_fixed = bb
+        book.best_bid_size_fixed = bbs
+        book.best_ask_fixed = ba
+        book.best_ask_size_fixed = bas
+        self._applied(last, ev * MS, ts_recv)
+        return True
+
+    def _finish_full(self) -> None:
+        """The overflow filled up mid-message: grow it and apply the rest of the scratch rows."""
+        res = self._res
+        nb_, na, side, row = int(res[3]), int(res[4]), int(res[R_SIDE]), int(res[R_ROW])
+        book = self.book
+        book.books.grow()
+        scratch = self._scratch
+        if side == 0:
+            book.apply_levels(1, scratch[row:nb_])
+            book.apply_levels(-1, scratch[nb_ : nb_ + na])
+        else:
+            book.apply_levels(-1, scratch[row : nb_ + na])
+        book.refresh_top()
+        res[7:11] = (book.best_bid_fixed, book.best_bid_size_fixed, book.best_ask_fixed, book.best_ask_size_fixed)
 
     # --- input -------------------------------------------------------------------------------
     def on_diff(self, d: DepthDiff) -> None:
@@ -191,22 +249,28 @@ class BookSync:
             book.apply_levels(1, d.bids)
         if len(d.asks):
             book.apply_levels(-1, d.asks)
-        book.update_id = d.last_id
-        book.ts_event = d.ts_event
-        book.ts_recv = d.ts_recv
         book.refresh_top()
+        self._applied(d.last_id, d.ts_event, d.ts_recv)
+
+    def _applied(self, last_id: int, ts_event: int, ts_recv: int) -> None:
+        """A whole message is in the book (and its top read): serve it unless it crossed."""
+        book = self.book
+        book.update_id = last_id
+        book.ts_event = ts_event
+        book.ts_recv = ts_recv
         self.applied += 1
         if self.stale:
             self.stale = False
-            self.log.info(f"Market data resumed venue={self.venue} symbol={self.symbol} at update id {d.last_id}")
-        if book.is_crossed():
+            self.log.info(f"Market data resumed venue={self.venue} symbol={self.symbol} at update id {last_id}")
+        bb = book.best_bid_fixed
+        if bb and bb >= book.best_ask_fixed and book.best_ask_fixed:
             self.crossed += 1
             book.valid = False
-            detail = f"bid {book.best_bid_fixed} >= ask {book.best_ask_fixed} at update id {d.last_id}"
+            detail = f"bid {bb} >= ask {book.best_ask_fixed} at update id {last_id}"
             self.log.warning(f"Crossed order book venue={self.venue} symbol={self.symbol}: {detail}; resyncing")
-            self._incident(d.ts_recv, "crossed_book", detail)
+            self._incident(ts_recv, "crossed_book", detail)
             self._buffer.clear()
-            self._start_resync(d.ts_recv)
+            self._start_resync(ts_recv)
             return
         book.valid = True
         self._on_book(book)

@@ -50,6 +50,7 @@ from venues.binance.errors import (
 )
 from venues.binance.filters import SymbolFilters, check_order
 from venues.binance.numbers import format_fixed, parse_fixed
+from venues.binance.order_wire import SignedTemplate
 from venues.binance.rest import W_ORDER_CANCEL, W_ORDER_NEW, BinanceRest, PendingRequest
 from venues.binance.ws_api import BinanceWsApi
 from venues.common.http1 import Http1Connection
@@ -135,6 +136,7 @@ class BinanceExecutionClient:
         self._later: list[Any] = []  # answer waits whose tasks are created after the hot path
         self._corks = 0
         self._corked: list[Any] = []
+        self._templates: dict[Any, SignedTemplate] = {}
         self.sent = 0
         self.written_now = 0  # requests on the wire before submit/cancel returned
         self.queued = 0  # requests that had to be sent from a task (connection busy, limit wait)
@@ -142,32 +144,33 @@ class BinanceExecutionClient:
 
     # --- ExecutionVenue ------------------------------------------------------------------------
     def submit_order(self, order: Order) -> None:
-        loop = asyncio.get_running_loop()
         cid = order.client_order_id
         f = self.filters.get(order.symbol)
-        now = time.time_ns()
         if f is None:
-            loop.call_soon(self._emit_reject_local, order, SYMBOL_NOT_FOUND, BAD_SYMBOL, now)
+            self._reject_soon(order, SYMBOL_NOT_FOUND, BAD_SYMBOL)
             return
         if not CLIENT_ID.match(cid):
-            loop.call_soon(self._emit_reject_local, order, f"Invalid client order id {cid!r}", INVALID_MESSAGE, now)
+            self._reject_soon(order, f"Invalid client order id {cid!r}", INVALID_MESSAGE)
             return
         reason = check_order(f, order.order_type, order.price, order.qty)
         if reason:
-            loop.call_soon(self._emit_reject_local, order, reason, INVALID_MESSAGE, now)
+            self._reject_soon(order, reason, INVALID_MESSAGE)
             return
         track = _Track(cid, order.symbol, f.wire, order, order.price, order.qty)
         track.sending = True
         self._tracks[cid] = track
-        params = self.order_params(order, f)
-        sent = self._write_now(_NEW, params)
+        sent = self._write_new(order, f)
         if sent is None:
             track.queued = True
-            track.task = self._spawn(self._send_new(track, params, None))
+            track.task = self._spawn(self._send_new(track, self.order_params(order, f), None))
             return
         if isinstance(sent, PendingRequest):
             track.conn = sent.conn
-        self._spawn_later(self._send_new(track, params, sent))
+        self._spawn_later(self._send_new(track, None, sent))
+
+    def _reject_soon(self, order: Order, reason: str, code: int) -> None:
+        # never from inside the call: the order manager has not finished recording the submit
+        asyncio.get_running_loop().call_soon(self._emit_reject_local, order, reason, code, time.time_ns())
 
     def cancel_order(self, order: Order) -> None:
         track = self._tracks.get(order.client_order_id)
@@ -191,8 +194,7 @@ class BinanceExecutionClient:
             # the order itself has not left yet: a cancel overtaking it would find nothing
             self._spawn(self._send_cancel(track, None, after=new))
             return
-        params = {"symbol": track.wire, "origClientOrderId": track.cid}
-        sent = self._write_now(_CANCEL, params, track.conn)
+        sent = self._write_cancel(track)
         if sent is None:
             self._spawn(self._send_cancel(track, None))
         else:
@@ -218,44 +220,75 @@ class BinanceExecutionClient:
     def cork(self) -> None:
         """Until ``uncork``, requests are prepared but held, then written together: what one market
         event makes a strategy send (a cancel and its replacement) costs one system call per
-        connection. Calls nest; the adapter wraps the engine's market-data callbacks in them."""
+        connection. Calls nest; the adapter wraps the engine's market-data callbacks in them, so
+        this runs for every market event: a connection itself is corked only when a request is
+        about to be written on it (``_hold``)."""
         self._corks += 1
-        if self._corks > 1:
-            return
-        conns: list[Any] = []
-        if self.ws_api is not None and self.ws_api.ws.ws is not None:
-            conns.append(self.ws_api.ws.ws)
-        if self.rest.fast is not None:
-            conns.append(self.rest.fast)
-        for c in conns:
-            c.cork()
-        self._corked = conns
 
     def uncork(self) -> None:
         self._corks -= 1
         if self._corks > 0:
             return
         self._corks = 0
-        conns, self._corked = self._corked, []
-        for c in conns:
-            c.uncork()
+        conns = self._corked
+        if conns:
+            self._corked = []
+            for c in conns:
+                c.uncork()
+
+    def _hold(self, conn: Any) -> None:
+        """Cork ``conn`` (a WS API connection or the REST order pool) until the market event ends."""
+        if conn is not None and conn not in self._corked:
+            conn.cork()
+            self._corked.append(conn)
 
     # --- wire parameters -----------------------------------------------------------------------
     def order_params(self, order: Order, f: SymbolFilters) -> dict[str, str]:
-        p: dict[str, str] = {"symbol": f.wire, "side": "BUY" if order.side is Side.BUY else "SELL"}
+        p = self._order_shape(order, f)
+        p["newClientOrderId"] = order.client_order_id
+        if "price" in p:
+            p["price"] = format_fixed(order.price, f.scale)
+        p["quantity"] = format_fixed(order.qty, f.scale)
+        return p
+
+    def _order_shape(self, order: Order, f: SymbolFilters) -> dict[str, Any]:
+        """The new-order parameters with None where each order has its own value. The per-order
+        ones come in sorted order, so a template needs no reordering for the WS API signature."""
+        p: dict[str, Any] = {"symbol": f.wire, "side": "BUY" if order.side is Side.BUY else "SELL"}
         if order.order_type is OrderType.MARKET:
             p["type"] = "MARKET"
         elif order.post_only or order.tif is TimeInForce.GTX:
             p["type"] = "LIMIT_MAKER"
-            p["price"] = format_fixed(order.price, f.scale)
         else:
             p["type"] = "LIMIT"
             p["timeInForce"] = order.tif.value
-            p["price"] = format_fixed(order.price, f.scale)
-        p["quantity"] = format_fixed(order.qty, f.scale)
-        p["newClientOrderId"] = order.client_order_id
+        p["newClientOrderId"] = None
+        if order.order_type is not OrderType.MARKET:
+            p["price"] = None
+        p["quantity"] = None
         p["newOrderRespType"] = self.config.new_order_resp_type
         return p
+
+    def _new_template(self, order: Order, f: SymbolFilters) -> SignedTemplate:
+        key = (f.wire, order.side, order.order_type, order.tif, order.post_only)
+        tpl = self._templates.get(key)
+        if tpl is None or tpl.api_key != self._api_key():
+            tpl = self._templates[key] = SignedTemplate(
+                self._order_shape(order, f), self._api_key(), self.config.recv_window_ms
+            )
+        return tpl
+
+    def _cancel_template(self, wire: str) -> SignedTemplate:
+        tpl = self._templates.get(wire)
+        if tpl is None or tpl.api_key != self._api_key():
+            tpl = self._templates[wire] = SignedTemplate(
+                {"symbol": wire, "origClientOrderId": None}, self._api_key(), self.config.recv_window_ms
+            )
+        return tpl
+
+    def _api_key(self) -> str:
+        creds = self.rest.credentials if self.ws_api is None else self.ws_api.credentials
+        return creds.api_key if creds is not None else ""
 
     # --- requests ------------------------------------------------------------------------------
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -302,43 +335,74 @@ class BinanceExecutionClient:
     def _use_ws(self) -> bool:
         return self.config.order_entry == "ws" and self.ws_api is not None and self.ws_api.connected
 
-    def _write_now(self, kind: int, params: dict[str, str], conn: Http1Connection | None = None) -> _Sent:
-        """Put the request on the wire now if a connection can take it (None: send it from the task).
-
-        A cancel goes on the connection its order went out on (``conn``) when that is still open:
-        one connection answers in order, so Binance sees the order before its cancel."""
-        sent = self._try_write(kind, params, conn)
+    def _write_new(self, order: Order, f: SymbolFilters) -> _Sent:
+        """Put a new order on the wire now if a connection can take it (None: send it from a task)."""
+        tpl = self._new_template(order, f)
+        qty = format_fixed(order.qty, f.scale)
+        if order.order_type is OrderType.MARKET:
+            values: tuple[str, ...] = (order.client_order_id, qty)
+        else:
+            values = (order.client_order_id, format_fixed(order.price, f.scale), qty)
+        try:
+            if self._use_ws():
+                assert self.ws_api is not None
+                if self._corks:
+                    self._hold(self.ws_api.ws.ws)
+                ws = self.ws_api.send_template_now("order.place", tpl, values, weight=W_ORDER_NEW, orders=1)
+                sent: _Sent = None if ws is None else ("order.place", *ws)
+            else:
+                if self._corks:
+                    self._hold(self.rest.fast)
+                sent = self.rest.request_template_now(
+                    "POST", "/api/v3/order", tpl, values, weight=W_ORDER_NEW, orders=1
+                )
+        except NotConnected:
+            sent = None  # the task's own attempt reports the failure
         if sent is None:
             self.queued += 1
         else:
             self.written_now += 1
         return sent
 
-    def _try_write(self, kind: int, params: dict[str, str], conn: Http1Connection | None) -> _Sent:
+    def _write_cancel(self, track: _Track) -> _Sent:
+        """The cancel on the wire now if possible, on the connection its order went out on when that
+        is still open: one connection answers in order, so Binance sees the order before its cancel."""
+        tpl = self._cancel_template(track.wire)
+        values = (track.cid,)
         try:
             if self._use_ws():
                 assert self.ws_api is not None
-                method = "order.place" if kind == _NEW else "order.cancel"
-                weight = W_ORDER_NEW if kind == _NEW else W_ORDER_CANCEL
-                sent = self.ws_api.send_now(method, params, signed=True, weight=weight, orders=1 if kind == _NEW else 0)
-                return None if sent is None else (method, *sent)
-            if kind == _NEW:
-                return self.rest.request_now("POST", "/api/v3/order", params, weight=W_ORDER_NEW, orders=1)
-            return self.rest.request_now("DELETE", "/api/v3/order", params, weight=W_ORDER_CANCEL, conn=conn)
+                if self._corks:
+                    self._hold(self.ws_api.ws.ws)
+                ws = self.ws_api.send_template_now("order.cancel", tpl, values, weight=W_ORDER_CANCEL)
+                sent: _Sent = None if ws is None else ("order.cancel", *ws)
+            else:
+                if self._corks:
+                    self._hold(self.rest.fast)
+                sent = self.rest.request_template_now(
+                    "DELETE", "/api/v3/order", tpl, values, weight=W_ORDER_CANCEL, conn=track.conn
+                )
         except NotConnected:
-            return None  # the task's own attempt reports the failure
+            sent = None
+        if sent is None:
+            self.queued += 1
+        else:
+            self.written_now += 1
+        return sent
 
-    async def _answer(self, sent: _Sent) -> dec.OrderMsg:
+    async def _answer(self, sent: _Sent, params: Any = None) -> dec.OrderMsg:
+        """The answer to a request already on the wire; ``params`` (REST) are what a -1021 answer
+        is retried with."""
         assert sent is not None
         if isinstance(sent, tuple):
             assert self.ws_api is not None
             msg = await self.ws_api.answer(*sent)
             return dec.decode_order(msg.result)
-        return dec.decode_order(await self.rest.finish(sent))
+        return dec.decode_order(await self.rest.finish(sent, params))
 
     async def _place(self, params: dict[str, str], sent: _Sent = None) -> dec.OrderMsg:
         if sent is not None:
-            return await self._answer(sent)
+            return await self._answer(sent, params)
         if self._use_ws():
             assert self.ws_api is not None
             msg = await self.ws_api.call("order.place", params, signed=True, weight=W_ORDER_NEW, orders=1)
@@ -347,7 +411,7 @@ class BinanceExecutionClient:
 
     async def _cancel(self, wire: str, cid: str, sent: _Sent = None) -> dec.OrderMsg:
         if sent is not None:
-            return await self._answer(sent)
+            return await self._answer(sent, {"symbol": wire, "origClientOrderId": cid})
         if self._use_ws():
             assert self.ws_api is not None
             msg = await self.ws_api.call(
@@ -356,8 +420,13 @@ class BinanceExecutionClient:
             return dec.decode_order(msg.result)
         return await self.rest.cancel_order(wire, cid)
 
-    async def _send_new(self, track: _Track, params: dict[str, str], sent: _Sent = None) -> None:
+    async def _send_new(self, track: _Track, params: dict[str, str] | None, sent: _Sent = None) -> None:
+        """``params`` None: the request went out from a template; they are built here, after the
+        bytes have left, for a retry."""
         self.sent += 1
+        if params is None:
+            assert track.order is not None
+            params = self.order_params(track.order, self.filters[track.symbol])
         try:
             m = await self._place(params, sent)
         except RateLimited as exc:

@@ -33,6 +33,8 @@ from venues.common.ws import ReconnectingWebSocket, WsSettings
 
 VENUE = "binance"
 CHANNELS = (("orderbook", "depth"), ("trades", "trade"), ("ticker", "bookTicker"))
+_ENVELOPE = b'{"stream":"'  # Binance's combined-stream frames, compact and in this key order
+_DATA = b'","data":'
 
 
 def _ignore(_: object) -> None:
@@ -74,7 +76,10 @@ class BinanceMarketData:
         self.on_top = on_top
         self.books: dict[str, Book] = {}
         self.syncs: dict[str, BookSync] = {}
-        self.tops: dict[str, BookTop] = {}
+        # the latest bookTicker frame per symbol, decoded when asked for (``top``): nothing here
+        # reads every one of them, and they are most of the feed's frames
+        self._top_frames: dict[str, tuple[bytes, int]] = {}
+        self.top_frames = 0
         stale_ns = int(config.stale_data_timeout_s * 1e9)
         for sym in config.symbols:
             book = (books or {}).get(sym) or Book(instruments[sym])
@@ -89,9 +94,14 @@ class BinanceMarketData:
             )
         depth = "depth@100ms" if config.depth_update_ms == 100 else "depth"
         self.streams = []
+        #: depth stream name (as bytes, the way it appears in the frame) -> its book's sync
+        self._depth_routes: dict[bytes, BookSync] = {}
+        self._top_routes: dict[bytes, str] = {}
         for sym in config.symbols:
             s = to_stream(sym)
             self.streams += [f"{s}@{depth}", f"{s}@trade", f"{s}@bookTicker"]
+            self._depth_routes[f"{s}@{depth}".encode()] = self.syncs[sym]
+            self._top_routes[f"{s}@bookTicker".encode()] = sym
         self.ws = ReconnectingWebSocket(
             "binance market data",
             self.url,
@@ -136,6 +146,15 @@ class BinanceMarketData:
         """Rebuild one book from a fresh snapshot (the operator API's snapshot endpoint)."""
         self.syncs[symbol].resync(reason, time.time_ns())
 
+    def top(self, symbol: str) -> BookTop | None:
+        """The latest bookTicker of ``symbol`` (None before the first, or when it is malformed:
+        then counted and logged like any malformed frame)."""
+        got = self._top_frames.get(symbol)
+        if got is None:
+            return None
+        ev = self.decoder.decode(*got)
+        return ev if type(ev) is BookTop else None
+
     @property
     def connected(self) -> bool:
         return self.ws.connected.is_set()
@@ -162,6 +181,22 @@ class BinanceMarketData:
             sync.check_stale(now_ns)
 
     def _on_frame(self, frame: bytes, ts_recv: int) -> None:
+        # the in-sync depth message, straight from the frame's bytes to the book (BookSync.on_frame);
+        # anything it does not take, and every other frame, goes through the decoder
+        if frame.startswith(_ENVELOPE):
+            i = frame.find(_DATA, 11, 96)
+            if i > 0 and frame[-1] == 125:  # }
+                stream = frame[11:i]
+                sync = self._depth_routes.get(stream)
+                if sync is not None:
+                    if sync.on_frame(frame, i + 9, len(frame) - 1, ts_recv):
+                        return
+                elif self.on_top is None:
+                    sym = self._top_routes.get(stream)
+                    if sym is not None:
+                        self._top_frames[sym] = (frame, ts_recv)
+                        self.top_frames += 1
+                        return
         ev = self.decoder.decode(frame, ts_recv)
         t = type(ev)
         if t is DepthDiff:
@@ -172,7 +207,8 @@ class BinanceMarketData:
             self.trades += 1
             self.on_trade(ev)
         elif t is BookTop:
-            self.tops[ev.symbol] = ev
+            self.top_frames += 1
+            self._top_frames[ev.symbol] = (frame, ts_recv)
             if self.on_top is not None:
                 self.on_top(ev)
         elif t is ServerShutdown:

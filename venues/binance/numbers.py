@@ -40,13 +40,27 @@ def parse_fixed(s: str, scale: int = SCALE) -> int:
 
 
 def format_fixed(value: int, scale: int = SCALE) -> str:
-    """``6183763000000`` -> ``"61837.63"`` (trailing zeros trimmed, no exponent): what goes on the wire."""
+    """``6183763000000`` -> ``"61837.63"`` (trailing zeros trimmed, no exponent): what goes on the wire.
+
+    Every order formats its price and quantity, and a quoting strategy uses the same few hundred
+    values over and over: the last 16k answers at Binance's scale are kept."""
+    if scale == SCALE:
+        text = _FORMATTED.get(value)
+        if text is not None:
+            return text
     if value < 0:
-        return "-" + format_fixed(-value, scale)
-    whole, frac = divmod(value, 10**scale)
-    if frac == 0:
-        return str(whole)
-    return f"{whole}.{str(frac).rjust(scale, '0').rstrip('0')}"
+        text = "-" + format_fixed(-value, scale)
+    else:
+        whole, frac = divmod(value, 10**scale)
+        text = str(whole) if frac == 0 else f"{whole}.{str(frac).rjust(scale, '0').rstrip('0')}"
+    if scale == SCALE:
+        if len(_FORMATTED) >= 16_384:
+            _FORMATTED.clear()
+        _FORMATTED[value] = text
+    return text
+
+
+_FORMATTED: dict[int, str] = {}
 
 
 # --- the hot path: whole level arrays at once -------------------------------------------------
@@ -147,15 +161,16 @@ def _skip_ws(buf: np.ndarray, i: int, n: int) -> int:
 
 
 @nb.njit(cache=True, nogil=True)
-def _scan_depth(buf: np.ndarray, out: np.ndarray, scale: int) -> tuple[int, int, int, int, int]:
-    """One ``depthUpdate`` payload -> (E, U, u, bid rows, ask rows); bids go to ``out[:nb]``, asks
-    right after. Returns (FAIL, ...) when the payload is not in the plain form Binance sends.
+def _scan_depth(buf: np.ndarray, lo: int, hi: int, out: np.ndarray, scale: int) -> tuple[int, int, int, int, int]:
+    """One ``depthUpdate`` payload, ``buf[lo:hi]`` -> (E, U, u, bid rows, ask rows); bids go to
+    ``out[:nb]``, asks right after. Returns (FAIL, ...) when the payload is not in the plain form
+    Binance sends. ``buf`` may be a uint8 array or ``bytes`` (the frame itself, no copy).
 
     Fields may come in any order; ``e`` and ``s`` must be strings, ``E``/``U``/``u`` non-negative
     integers, ``b``/``a`` compact level arrays; other fields may hold strings, numbers, booleans
     or null. Anything else (nested values, escapes in keys, duplicate fields) is left to msgspec.
     """
-    n = buf.shape[0]
+    n = hi
     ev = -1
     first = -1
     last = -1
@@ -163,7 +178,7 @@ def _scan_depth(buf: np.ndarray, out: np.ndarray, scale: int) -> tuple[int, int,
     na = -1
     seen_e = False
     seen_s = False
-    i = _skip_ws(buf, 0, n)
+    i = _skip_ws(buf, lo, n)
     if i >= n or buf[i] != 123:  # {
         return FAIL, 0, 0, 0, 0
     i = _skip_ws(buf, i + 1, n)
@@ -285,7 +300,7 @@ def depth_from_json(raw: bytes | memoryview, scale: int = SCALE) -> tuple[int, i
     # a level takes at least 9 bytes (["1","0"],); each side gets room for every level of the payload
     cap = buf.shape[0] // 9 + 1
     out = np.empty((2 * cap, 2), dtype=np.int64)
-    ev, first, last, nb_, na = _scan_depth(buf, out, scale)
+    ev, first, last, nb_, na = _scan_depth(buf, 0, buf.shape[0], out, scale)
     if ev < 0:
         return None
     return ev, first, last, out[:nb_], out[nb_ : nb_ + na]

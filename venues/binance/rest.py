@@ -42,10 +42,13 @@ from venues.binance.errors import (
     RateLimited,
     log_api_error,
 )
+from venues.binance.order_wire import SignedTemplate
 from venues.binance.signing import HmacSigner, encode_query
 from venues.binance.time_sync import ServerClock
 from venues.common.http1 import Http1Connection, Http1Pool, Response, format_request, header_block
 from venues.common.ratelimit import RequestLimiter, RetryAfterGate, Wait, WeightWindow
+
+_NO_PARAMS: Mapping[str, Any] = {}
 
 USER_AGENT = "hft-system/0.1"
 
@@ -125,7 +128,7 @@ class BinanceRest:
                 "weight": [WeightWindow(WEIGHT_WINDOW, max(int(rl.request_weight_per_minute * keep), 1), 60.0)],
                 "orders": [
                     WeightWindow(ORDERS_10S, max(int(rl.orders_per_10s * keep), 1), 10.0),
-                    WeightWindow(ORDERS_1D, max(int(rl.orders_per_day * keep), 1), 86400.0),
+                    WeightWindow(ORDERS_1D, max(int(rl.orders_per_day * keep), 1), 86400.0, buckets=1440),
                 ],
             },
             gate=self.gate,
@@ -259,13 +262,17 @@ class BinanceRest:
             status, resp_headers, body, method, path, params, signed, weight, orders, timeout_s, _retried
         )
 
-    def _signed_query(self, params: Mapping[str, Any] | None) -> str:
+    def _signer_for(self) -> HmacSigner:
         creds = self.credentials
         assert creds is not None
         signer = self._signer
         if signer is None or self._signer_secret != creds.api_secret:
             signer = self._signer = HmacSigner(creds.api_secret)
             self._signer_secret = creds.api_secret
+        return signer
+
+    def _signed_query(self, params: Mapping[str, Any] | None) -> str:
+        signer = self._signer_for()
         p = dict(params or {})
         p["recvWindow"] = self.config.recv_window_ms
         p["timestamp"] = self.clock.now_ms()
@@ -341,9 +348,36 @@ class BinanceRest:
         None when that is not possible right now (no connection open or free, no keys, a rate
         limit or Retry-After ban says wait): the caller then uses the awaited ``request``.
         """
+        conn = self._fast_conn(conn, weight, orders)
+        if conn is None:
+            return None
+        return self._write_fast(conn, method, path, self._signed_query(params), params, weight, orders, timeout_s)
+
+    def request_template_now(
+        self,
+        method: str,
+        path: str,
+        template: SignedTemplate,
+        values: tuple[str, ...],
+        *,
+        weight: int = 1,
+        orders: int = 0,
+        timeout_s: float | None = None,
+        conn: Http1Connection | None = None,
+    ) -> PendingRequest | None:
+        """``request_now`` for a request rendered from ``template`` (``order_wire``): the same
+        request without building and encoding its parameters again. ``PendingRequest.params`` is
+        empty: pass the parameters to ``finish`` (a -1021 answer is retried with them)."""
+        conn = self._fast_conn(conn, weight, orders)
+        if conn is None:
+            return None
+        signer = self._signer_for()
+        query = template.render_query(signer, values, self.clock.now_ms())
+        return self._write_fast(conn, method, path, query, _NO_PARAMS, weight, orders, timeout_s)
+
+    def _fast_conn(self, conn: Http1Connection | None, weight: int, orders: int) -> Http1Connection | None:
         pool = self.fast
-        creds = self.credentials
-        if pool is None or creds is None:
+        if pool is None or self.credentials is None:
             self.open_order_connections()
             return None
         if conn is None or not conn.usable:
@@ -352,19 +386,35 @@ class BinanceRest:
             return None
         if not self.limiter.try_acquire(weight, orders):
             return None
+        return conn
+
+    def _write_fast(
+        self,
+        conn: Http1Connection,
+        method: str,
+        path: str,
+        query: str,
+        params: Mapping[str, Any],
+        weight: int,
+        orders: int,
+        timeout_s: float | None,
+    ) -> PendingRequest:
+        pool = self.fast
+        creds = self.credentials
+        assert pool is not None and creds is not None
         block, key = self._fast_head
         if key != creds.api_key:
             block = header_block(pool.host_header, {"User-Agent": USER_AGENT, "X-MBX-APIKEY": creds.api_key})
             self._fast_head = (block, creds.api_key)
-        target = f"{pool.prefix}{path}?{self._signed_query(params)}"
         self.requests += 1
-        answer = conn.request(format_request(method, target, block))
+        answer = conn.request(format_request(method, f"{pool.prefix}{path}?{query}", block))
         return PendingRequest(
             conn, answer, method, path, params, True, weight, orders, timeout_s or self.config.order_timeout_s
         )
 
-    async def finish(self, req: PendingRequest) -> bytes:
-        """The checked answer to a ``request_now`` request (same errors as ``request``)."""
+    async def finish(self, req: PendingRequest, params: Mapping[str, Any] | None = None) -> bytes:
+        """The checked answer to a ``request_now`` request (same errors as ``request``);
+        ``params`` replaces the request's own (a template request has none)."""
         endpoint = f"{req.method} {req.path}"
         try:
             status, headers, body = await asyncio.wait_for(req.answer, req.timeout_s)
@@ -375,7 +425,17 @@ class BinanceRest:
         except ConnectionError as exc:
             raise OrderStateUnknown(f"no answer ({exc})", endpoint) from exc
         return await self._answer(
-            status, headers, body, req.method, req.path, req.params, True, req.weight, req.orders, req.timeout_s, False
+            status,
+            headers,
+            body,
+            req.method,
+            req.path,
+            req.params if params is None else params,
+            True,
+            req.weight,
+            req.orders,
+            req.timeout_s,
+            False,
         )
 
     def _observe_headers(self, headers: Mapping[str, str]) -> None:

@@ -33,6 +33,7 @@ from venues.binance.errors import (
     RateLimited,
     log_api_error,
 )
+from venues.binance.order_wire import SignedTemplate
 from venues.binance.signing import HmacSigner
 from venues.binance.time_sync import ServerClock
 from venues.common.backoff import AttemptWindow, ReconnectPolicy
@@ -110,13 +111,9 @@ class BinanceWsApi:
 
     # --- requests ------------------------------------------------------------------------------
     def signed_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        signer = self.signer()
         creds = self.credentials
-        if creds is None:
-            raise NotConnected("binance WS API: signed request without API keys")
-        signer = self._signer
-        if signer is None or self._signer_secret != creds.api_secret:
-            signer = self._signer = HmacSigner(creds.api_secret)
-            self._signer_secret = creds.api_secret
+        assert creds is not None
         p = dict(params)
         p["apiKey"] = creds.api_key
         p.setdefault("recvWindow", self.config.recv_window_ms)
@@ -159,6 +156,44 @@ class BinanceWsApi:
         if self.limiter is not None and not self.limiter.try_acquire(weight, orders):
             return None
         return self._send(method, params, signed)
+
+    def send_template_now(
+        self, method: str, template: SignedTemplate, values: tuple[str, ...], *, weight: int = 1, orders: int = 0
+    ) -> tuple[str, asyncio.Future[WsApiMessage]] | None:
+        """``send_now`` for a signed request rendered from ``template`` (``order_wire``): the same
+        request, without building, sorting and encoding its parameters again. ``template`` must
+        come from ``template()`` (its apiKey is this session's)."""
+        if not self.connected:
+            raise NotConnected(f"binance WS API not connected ({method})")
+        if self.limiter is not None and not self.limiter.try_acquire(weight, orders):
+            return None
+        rid = f"{self._prefix}{next(self._ids)}"
+        data = template.render_ws(self.signer(), method, rid, values, self.clock.now_ms())
+        fut: asyncio.Future[WsApiMessage] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            self.ws.send_now(data)
+        except Exception as exc:
+            self._pending.pop(rid, None)
+            raise NotConnected(f"binance WS API send failed ({method}): {exc}") from exc
+        return rid, fut
+
+    def template(self, params: dict[str, str | None]) -> SignedTemplate:
+        """A ``SignedTemplate`` for signed requests with these parameters (None: a slot)."""
+        creds = self.credentials
+        if creds is None:
+            raise NotConnected("binance WS API: signed request without API keys")
+        return SignedTemplate(params, creds.api_key, self.config.recv_window_ms)
+
+    def signer(self) -> HmacSigner:
+        creds = self.credentials
+        if creds is None:
+            raise NotConnected("binance WS API: signed request without API keys")
+        signer = self._signer
+        if signer is None or self._signer_secret != creds.api_secret:
+            signer = self._signer = HmacSigner(creds.api_secret)
+            self._signer_secret = creds.api_secret
+        return signer
 
     def _send(
         self, method: str, params: dict[str, Any] | None, signed: bool

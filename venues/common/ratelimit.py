@@ -1,6 +1,6 @@
 """Local request-weight limiting, so the venue never has to refuse us.
 
-``WeightWindow`` is a sliding log of (time, weight): the sum over any ``interval_s`` never
+``WeightWindow`` is a sliding window of per-bucket counts: the sum over any ``interval_s`` never
 exceeds ``limit``. A sliding window is stricter than the calendar windows venues usually count
 in, so staying inside it stays inside theirs whichever way the venue aligns its windows.
 The venue's own count (e.g. Binance ``X-MBX-USED-WEIGHT-1M``) is folded in with ``observe``:
@@ -14,31 +14,63 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 
 class WeightWindow:
-    """At most ``limit`` weight in any ``interval_s`` seconds (sliding)."""
+    """At most ``limit`` weight in any ``interval_s`` seconds (sliding, in ``buckets`` steps).
 
-    __slots__ = ("_clock", "_log", "_used", "interval_s", "limit", "name")
+    Weight is counted per bucket of ``interval_s / buckets`` seconds in a ring, so booking is a
+    few integer operations with no allocation, and memory stays fixed however many requests a
+    window holds (a day's order count included). Weight booked in a bucket is released one whole
+    interval after that bucket *ends*: up to one bucket later than an exact log would, never
+    earlier, so the window stays on the safe side of the venue's.
+    """
 
-    def __init__(self, name: str, limit: int, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        if limit <= 0 or interval_s <= 0:
-            raise ValueError(f"rate limit {name!r} needs limit > 0 and interval_s > 0, got {limit}, {interval_s}")
+    __slots__ = ("_bucket_s", "_clock", "_counts", "_head", "_used", "interval_s", "limit", "name")
+
+    def __init__(
+        self,
+        name: str,
+        limit: int,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        buckets: int = 60,
+    ) -> None:
+        if limit <= 0 or interval_s <= 0 or buckets < 1:
+            raise ValueError(
+                f"rate limit {name!r} needs limit > 0, interval_s > 0 and buckets >= 1, "
+                f"got {limit}, {interval_s}, {buckets}"
+            )
         self.name = name
         self.limit = limit
         self.interval_s = interval_s
         self._clock = clock
-        self._log: deque[tuple[float, int]] = deque()
+        self._bucket_s = interval_s / buckets
+        self._counts = [0] * (buckets + 1)  # the window's buckets and the current one
+        self._head = -(2**62)  # absolute number of the newest bucket
         self._used = 0
 
+    def _advance(self, idx: int) -> None:
+        """Make bucket ``idx`` the newest, releasing the buckets that left the window."""
+        counts = self._counts
+        n = len(counts)
+        if idx - self._head >= n:
+            for k in range(n):
+                counts[k] = 0
+            self._used = 0
+        else:
+            for k in range(self._head + 1, idx + 1):
+                slot = k % n
+                self._used -= counts[slot]
+                counts[slot] = 0
+        self._head = idx
+
     def _trim(self, now: float) -> None:
-        edge = now - self.interval_s
-        log = self._log
-        while log and log[0][0] <= edge:
-            self._used -= log.popleft()[1]
+        idx = int(now // self._bucket_s)
+        if idx > self._head:
+            self._advance(idx)
 
     @property
     def used(self) -> int:
@@ -54,11 +86,13 @@ class WeightWindow:
         excess = self._used + weight - self.limit
         if excess <= 0:
             return 0.0
+        counts = self._counts
+        n = len(counts)
         freed = 0
-        for ts, w in self._log:
-            freed += w
+        for j in range(self._head - n + 1, self._head + 1):  # oldest bucket first
+            freed += counts[j % n]
             if freed >= excess:
-                return max(ts + self.interval_s - now, 0.0)
+                return max((j + n) * self._bucket_s - now, 0.0)
         return self.interval_s
 
     def fits(self, weight: int, now: float | None = None) -> bool:
@@ -73,10 +107,10 @@ class WeightWindow:
 
     def book(self, weight: int, now: float) -> None:
         """``consume`` at a time the caller already read (one clock read for several windows)."""
-        log = self._log
-        if log and log[0][0] <= now - self.interval_s:
-            self._trim(now)
-        log.append((now, weight))
+        idx = int(now // self._bucket_s)
+        if idx > self._head:
+            self._advance(idx)
+        self._counts[self._head % len(self._counts)] += weight
         self._used += weight
 
     def observe(self, venue_count: int) -> None:
@@ -85,7 +119,7 @@ class WeightWindow:
         self._trim(now)
         missing = venue_count - self._used
         if missing > 0:
-            self._log.append((now, missing))
+            self._counts[self._head % len(self._counts)] += missing
             self._used += missing
 
 

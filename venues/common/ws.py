@@ -76,6 +76,8 @@ _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
 _OPEN = State.OPEN
+_CONNECTING = State.CONNECTING
+_END_OF_HEAD = b"\r\n\r\n"
 
 
 class DirectConnection(ClientConnection):
@@ -101,10 +103,88 @@ class DirectConnection(ClientConnection):
             with contextlib.suppress(OSError, AttributeError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # orders must not wait for Nagle
 
+    _frames_here = False  # after the handshake: this class reads the frames (``_read_frames``)
+    _rbuf = b""  # an incomplete frame at the end of the last read
+    _head_tail = b""  # the last bytes of the handshake response read so far
+
     def data_received(self, data: bytes) -> None:
         self.chunk_ns = time.perf_counter_ns()
         self.chunk_index = 0
+        if self._frames_here:
+            self._read_frames(data)
+            return
+        if self.on_frame is not None and self.protocol.state is _CONNECTING:
+            # websockets reads the handshake response; the frames after it are ours
+            seen = self._head_tail + data
+            end = seen.find(_END_OF_HEAD)
+            if end >= 0:
+                cut = end + 4 - len(self._head_tail)
+                super().data_received(data[:cut])
+                if self.protocol.state is _OPEN and not self.protocol.reader.buffer:
+                    self._frames_here = True
+                    if cut < len(data):
+                        self._read_frames(data[cut:])
+                elif cut < len(data):
+                    super().data_received(data[cut:])
+                return
+            self._head_tail = seen[-3:]
         super().data_received(data)
+
+    def _read_frames(self, data: bytes) -> None:
+        """Split the stream into frames and hand each complete, unfragmented text or binary
+        message to ``on_frame`` at once; every other frame (ping, pong, close, fragments,
+        anything unusual) goes to websockets whole, so its protocol state machine sees it as if it
+        had read it itself (it is always at a frame boundary). websockets' own reader is a chain
+        of generators: most of the CPU time a market-data feed spends outside the handlers, and
+        each frame of a read would wait for the whole read to be parsed first."""
+        if self._rbuf:
+            data = self._rbuf + data
+            self._rbuf = b""
+        n = len(data)
+        i = 0
+        proto = self.protocol
+        handler = self.on_frame
+        # websockets' own limit for a whole unfragmented message
+        limits = [x for x in (proto.max_message_size, proto.max_fragment_size) if x is not None]
+        max_size = min(limits) if limits else None
+        wall = time.time_ns
+        while i + 2 <= n:
+            b0 = data[i]
+            b1 = data[i + 1]
+            length = b1 & 0x7F
+            head = 2
+            if length == 126:
+                if i + 4 > n:
+                    break
+                length = int.from_bytes(data[i + 2 : i + 4], "big")
+                head = 4
+            elif length == 127:
+                if i + 10 > n:
+                    break
+                length = int.from_bytes(data[i + 2 : i + 10], "big")
+                head = 10
+            if b1 & 0x80 or (max_size is not None and length > max_size):
+                # a masked server frame or one over the size limit: websockets closes the
+                # connection with the right code; the rest of the stream is its business
+                self._frames_here = False
+                super().data_received(data[i:])
+                return
+            end = i + head + length
+            if end > n:
+                break
+            if (b0 == 0x81 or b0 == 0x82) and handler is not None and not proto.expect_continuation_frame:
+                handler(data[i + head : end], wall())
+                self.chunk_index += 1
+            else:
+                super().data_received(data[i:end])
+                if proto.state is not _OPEN:
+                    self._frames_here = False
+                    if end < n:
+                        super().data_received(data[end:])
+                    return
+            i = end
+        if i < n:
+            self._rbuf = data[i:]
 
     def process_event(self, event: object) -> None:
         handler = self.on_frame

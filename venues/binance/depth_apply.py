@@ -1,0 +1,66 @@
+"""The in-sync diff-depth message in one compiled call: read it from the frame, check it continues
+the chain, apply both sides to the book and read the new top of book.
+
+This is the common case of the live feed (a book in sync receiving the next message) and the
+first leg of the tick-to-order path. The general path (``decode.MarketFrameDecoder`` ->
+``DepthDiff`` -> ``BookSync.on_diff``) costs one ``DepthDiff``, two arrays and four compiled calls
+per message; here the frame's bytes go to one call that leaves the book updated. Whatever is not
+the plain case (a payload not in Binance's compact form, a message that does not continue the
+chain, a book not in sync) is reported back untouched and takes the general path, which also
+produces the errors, gaps and resyncs: the two paths end in the same book.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from engine.book import FULL, set_level, top_of_book
+from venues.binance.numbers import _scan_depth
+
+APPLIED = 0
+#: nothing was applied: not the plain form, or not ``U == previous u + 1``; take the general path
+NOT_PLAIN = 1
+NOT_NEXT = 2
+#: the book's overflow is full: ``res[R_SIDE]`` / ``res[R_ROW]`` say where applying stopped
+FULL_STOP = 3
+
+# res slots
+R_E, R_U, R_LAST, R_NB, R_NA, R_SIDE, R_ROW = 0, 1, 2, 3, 4, 5, 6
+R_TOP = 7  # best bid, its size, best ask, its size: res[7:11]
+RES_LEN = 11
+
+
+@nb.njit(cache=True, nogil=True)
+def apply_depth(buf, lo, hi, scratch, scale, lad, keys, sizes, cnt, dead, meta, b, prev_u, res) -> int:
+    """Scan ``buf[lo:hi]`` (a depthUpdate payload) into ``scratch``; if it continues the chain
+    (``U == prev_u + 1``) apply it to book ``b`` and write the new top of book into ``res[R_TOP:]``."""
+    ev, first, last, nb_, na = _scan_depth(buf, lo, hi, scratch, scale)
+    if ev < 0:
+        return NOT_PLAIN
+    res[R_E] = ev
+    res[R_U] = first
+    res[R_LAST] = last
+    res[R_NB] = nb_
+    res[R_NA] = na
+    if first != prev_u + 1 or last < first:
+        return NOT_NEXT
+    for i in range(nb_):
+        if set_level(lad, keys, sizes, cnt, dead, meta, b, 0, scratch[i, 0], scratch[i, 1]) == FULL:
+            res[R_SIDE] = 0
+            res[R_ROW] = i
+            return FULL_STOP
+    for i in range(na):
+        r = nb_ + i
+        if set_level(lad, keys, sizes, cnt, dead, meta, b, 1, scratch[r, 0], scratch[r, 1]) == FULL:
+            res[R_SIDE] = 1
+            res[R_ROW] = r
+            return FULL_STOP
+    top_of_book(lad, keys, sizes, cnt, meta, b, res[R_TOP:])
+    return APPLIED
+
+
+def scratch_for(frame_bytes: int) -> np.ndarray:
+    """Room for every level a payload of ``frame_bytes`` can hold (a level takes at least 9 bytes)."""
+    cap = frame_bytes // 9 + 1
+    return np.empty((2 * cap, 2), dtype=np.int64)
