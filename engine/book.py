@@ -119,6 +119,97 @@ def _ov_get(keys, sizes, cnt, b, s, price) -> int:
     return 0
 
 
+@nb.njit(cache=True, nogil=True)
+def _ov_merge(keys, sizes, cnt, dead, b, s, uk, uz, m) -> int:
+    """Apply ``m`` changes (``uk`` ascending, unique; ``uz`` sizes, 0 removes) to one side's
+    overflow in one merge pass, dropping emptied slots on the way. One pass costs what one insert
+    near the front costs (a shift of the whole array), so many changes at once - the deep levels
+    of a large venue message, a window move - cost O(n + m) instead of O(n * m).
+    Returns FULL (nothing changed) when the result would not fit."""
+    k = keys[b, s]
+    z = sizes[b, s]
+    n = cnt[b, s]
+    out = 0
+    i = 0
+    j = 0
+    while i < n or j < m:
+        if j >= m or (i < n and k[i] < uk[j]):
+            if z[i] != 0:
+                out += 1
+            i += 1
+        else:
+            if uz[j] != 0:
+                out += 1
+            if i < n and k[i] == uk[j]:
+                i += 1
+            j += 1
+    if out > k.shape[0]:
+        return FULL
+    tk = np.empty(out, dtype=np.int64)
+    tz = np.empty(out, dtype=np.int64)
+    w = 0
+    i = 0
+    j = 0
+    while i < n or j < m:
+        if j >= m or (i < n and k[i] < uk[j]):
+            if z[i] != 0:
+                tk[w] = k[i]
+                tz[w] = z[i]
+                w += 1
+            i += 1
+        else:
+            if uz[j] != 0:
+                tk[w] = uk[j]
+                tz[w] = uz[j]
+                w += 1
+            if i < n and k[i] == uk[j]:
+                i += 1
+            j += 1
+    k[:out] = tk
+    z[:out] = tz
+    cnt[b, s] = out
+    dead[b, s] = 0
+    return OK
+
+
+@nb.njit(cache=True, nogil=True)
+def _ov_batch(keys, sizes, cnt, dead, b, s, levels, start, stop) -> int:
+    """``levels[start:stop]`` ((price, size) rows, all outside the ladder window) into the
+    overflow with one merge. Venues send a side's levels sorted (either way); anything else is
+    sorted here, and a price given twice keeps its last size, as applying the rows in order would."""
+    m = stop - start
+    uk = np.empty(m, dtype=np.int64)
+    uz = np.empty(m, dtype=np.int64)
+    for r in range(m):
+        p = levels[start + r, 0]
+        uk[r] = p if s == 0 else -p
+        uz[r] = levels[start + r, 1]
+    ascending = True
+    descending = True
+    for r in range(1, m):
+        if uk[r] <= uk[r - 1]:
+            ascending = False
+        if uk[r] >= uk[r - 1]:
+            descending = False
+    if descending:
+        uk = uk[::-1].copy()
+        uz = uz[::-1].copy()
+    elif not ascending:
+        order = np.argsort(uk, kind="mergesort")  # stable: equal prices stay in message order
+        sk = uk[order]
+        sz = uz[order]
+        w = 0
+        for r in range(m):
+            if w > 0 and sk[r] == uk[w - 1]:
+                uz[w - 1] = sz[r]  # the later change of the same price wins
+            else:
+                uk[w] = sk[r]
+                uz[w] = sz[r]
+                w += 1
+        m = w
+    return _ov_merge(keys, sizes, cnt, dead, b, s, uk, uz, m)
+
+
 # --- the ladder ------------------------------------------------------------------------------
 @nb.njit(cache=True, nogil=True, inline="always")
 def _slot(meta, b, price) -> int:
@@ -162,12 +253,27 @@ def _recenter(lad, keys, sizes, cnt, dead, meta, b, center_tick) -> int:
     if cnt[b, 0] + meta[b, M_LIVE_BID] >= cap or cnt[b, 1] + meta[b, M_LIVE_ASK] >= cap:
         return FULL  # nothing moved yet; the window stays valid, only off-centre
     for s in range(2):
-        for j in range(WINDOW):
+        live = meta[b, M_LIVE_BID] if s == 0 else meta[b, M_LIVE_ASK]
+        if live == 0:
+            continue
+        # the live slots in ascending key order (bid key = price, ask key = -price), one merge
+        uk = np.empty(live, dtype=np.int64)
+        uz = np.empty(live, dtype=np.int64)
+        m = 0
+        for jj in range(WINDOW):
+            j = jj if s == 0 else WINDOW - 1 - jj
             q = lad[b, s, j]
             if q != 0:
-                if _ov_set(keys, sizes, cnt, dead, b, s, (base + j) * t, q) == FULL:
-                    return FULL
-                lad[b, s, j] = 0
+                uk[m] = (base + j) * t if s == 0 else -(base + j) * t
+                uz[m] = q
+                m += 1
+                if m == live:
+                    break
+        if _ov_merge(keys, sizes, cnt, dead, b, s, uk, uz, m) == FULL:
+            return FULL
+        for r in range(m):
+            p = uk[r] if s == 0 else -uk[r]
+            lad[b, s, p // t - base] = 0
     meta[b, M_BASE] = center_tick - (WINDOW >> 1)
     meta[b, M_LIVE_BID] = 0
     meta[b, M_LIVE_ASK] = 0
@@ -262,14 +368,36 @@ def set_level(lad, keys, sizes, cnt, dead, meta, b, s, price, size) -> int:
     return OK
 
 
+_BATCH_MIN = 4  # consecutive levels outside the window merged into the overflow at once
+
+
 @nb.njit(cache=True, nogil=True)
-def set_levels(lad, keys, sizes, cnt, dead, meta, b, s, levels, start) -> int:
-    """Apply ``levels[start:]`` ((price, size) rows) to one side; returns the index it stopped at
-    (``len(levels)`` when done, earlier when the overflow is full and must grow)."""
-    for i in range(start, levels.shape[0]):
+def set_range(lad, keys, sizes, cnt, dead, meta, b, s, levels, start, stop) -> int:
+    """Apply ``levels[start:stop]`` ((price, size) rows) to one side, in order; returns the index
+    it stopped at (``stop`` when done, earlier when the overflow is full and must grow). A run of
+    rows outside the ladder window (the deep levels of a large message) goes to the overflow in
+    one merge."""
+    i = start
+    while i < stop:
+        if meta[b, M_HAS_BASE] != 0 and _slot(meta, b, levels[i, 0]) < 0:
+            e = i + 1
+            while e < stop and _slot(meta, b, levels[e, 0]) < 0:
+                e += 1
+            if e - i >= _BATCH_MIN:
+                if _ov_batch(keys, sizes, cnt, dead, b, s, levels, i, e) == FULL:
+                    return i
+                i = e
+                continue
         if set_level(lad, keys, sizes, cnt, dead, meta, b, s, levels[i, 0], levels[i, 1]) == FULL:
             return i
-    return levels.shape[0]
+        i += 1
+    return stop
+
+
+@nb.njit(cache=True, nogil=True)
+def set_levels(lad, keys, sizes, cnt, dead, meta, b, s, levels, start) -> int:
+    """``set_range`` to the end of ``levels``."""
+    return set_range(lad, keys, sizes, cnt, dead, meta, b, s, levels, start, levels.shape[0])
 
 
 @nb.njit(cache=True, nogil=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -70,3 +71,42 @@ def test_walking_the_market_across_many_windows_keeps_the_book_exact():
     assert book.best_bid_fixed == mid - 1 and book.best_ask_fixed == mid + 1
     for side in (1, -1):
         assert book.levels(side, 40) == reference_levels(ref, side, 40)
+
+
+# whole venue messages: runs of levels on one side, sorted either way or not at all, a price
+# possibly given twice (the later size wins), many of them outside the window (merged at once)
+messages = st.lists(
+    st.tuples(
+        st.sampled_from([1, -1]),
+        st.lists(
+            st.tuples(
+                st.one_of(
+                    st.integers(1_000_000 - 50, 1_000_000 + 50),
+                    st.integers(1_000_000 - 3 * WINDOW, 1_000_000 + 3 * WINDOW),
+                    st.integers(1, 10**12),
+                ),
+                st.one_of(st.just(0), st.integers(1, 1000)),
+            ),
+            max_size=60,
+        ),
+        st.sampled_from(["asc", "desc", "as-is"]),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(messages)
+def test_whole_messages_match_a_dict(msgs):
+    book = Book(INST, BookSet(1, capacity=8))  # tiny overflow: merges must grow it mid-message
+    ref: dict[tuple[int, int], int] = {}
+    for side, rows, order in msgs:
+        if order != "as-is":
+            rows = sorted(rows, key=lambda r: r[0], reverse=order == "desc")
+        book.apply_levels(side, np.array(rows, dtype=np.int64).reshape(-1, 2))
+        for price, size in rows:
+            ref[(side, price)] = size
+        book.refresh_top()
+        for s in (1, -1):
+            assert book.levels(s, 400) == reference_levels(ref, s, 400)
+    assert book.depth == (len(reference_levels(ref, 1, 10**9)), len(reference_levels(ref, -1, 10**9)))

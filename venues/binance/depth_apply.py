@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from engine.book import FULL, set_level, top_of_book
+from engine.book import set_range, top_of_book
 from venues.binance.numbers import _scan_depth
 
 APPLIED = 0
@@ -45,17 +45,16 @@ def apply_depth(buf, lo, hi, scratch, scale, lad, keys, sizes, cnt, dead, meta, 
     res[R_NA] = na
     if first != prev_u + 1 or last < first:
         return NOT_NEXT
-    for i in range(nb_):
-        if set_level(lad, keys, sizes, cnt, dead, meta, b, 0, scratch[i, 0], scratch[i, 1]) == FULL:
-            res[R_SIDE] = 0
-            res[R_ROW] = i
-            return FULL_STOP
-    for i in range(na):
-        r = nb_ + i
-        if set_level(lad, keys, sizes, cnt, dead, meta, b, 1, scratch[r, 0], scratch[r, 1]) == FULL:
-            res[R_SIDE] = 1
-            res[R_ROW] = r
-            return FULL_STOP
+    stop = set_range(lad, keys, sizes, cnt, dead, meta, b, 0, scratch, 0, nb_)
+    if stop < nb_:
+        res[R_SIDE] = 0
+        res[R_ROW] = stop
+        return FULL_STOP
+    stop = set_range(lad, keys, sizes, cnt, dead, meta, b, 1, scratch, nb_, nb_ + na)
+    if stop < nb_ + na:
+        res[R_SIDE] = 1
+        res[R_ROW] = stop
+        return FULL_STOP
     top_of_book(lad, keys, sizes, cnt, meta, b, res[R_TOP:])
     return APPLIED
 
