@@ -119,7 +119,10 @@ class OrderManager:
             self._reject(order, decision.reason, now)
             return order
         order.ts_sent = eng.clock.now() + eng.decision_latency_ns
-        self._open.setdefault(strategy_id, {})[order.client_order_id] = order
+        live = self._open.get(strategy_id)
+        if live is None:
+            live = self._open[strategy_id] = {}
+        live[order.client_order_id] = order
         self.submitted += 1
         # recorded before the send, so a venue that answers synchronously (a local reject) is
         # logged after it; the log line, the slow part, waits until the bytes have left

@@ -88,3 +88,24 @@ def test_templates_reproduce_binance_documented_signatures() -> None:
     )
     assert frame["params"]["signature"] == ws["signature"]
     assert frame["params"]["apiKey"] == KEY and frame["params"]["recvWindow"] == 100
+
+
+def test_execution_templates_follow_new_api_keys() -> None:
+    """A WS API template embeds the API key: new credentials (a key rotation) rebuild them all."""
+    from test_binance_execution import FILTERS, INSTRUMENTS, order
+    from test_binance_support import Sink, loop_config
+
+    from venues.binance.config import Credentials
+    from venues.binance.execution import BinanceExecutionClient
+    from venues.binance.rest import BinanceRest
+
+    cfg = loop_config(rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9")
+    rest = BinanceRest(cfg, Credentials("key-one", "secret-one"))
+    ex = BinanceExecutionClient(cfg, rest, Sink(), INSTRUMENTS, FILTERS)
+    o = order("t-1")
+    first = ex._new_template(o, FILTERS["BTC-USDT"])
+    assert ex._new_template(o, FILTERS["BTC-USDT"]) is first and first.api_key == "key-one"
+    rest.credentials = Credentials("key-two", "secret-two")
+    second = ex._new_template(o, FILTERS["BTC-USDT"])
+    assert second is not first and second.api_key == "key-two"
+    assert first.slots == second.slots == ("newClientOrderId", "price", "quantity")

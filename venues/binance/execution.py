@@ -137,6 +137,7 @@ class BinanceExecutionClient:
         self._corks = 0
         self._corked: list[Any] = []
         self._templates: dict[Any, SignedTemplate] = {}
+        self._templates_for: Any = None  # the credentials the templates were built with
         self.sent = 0
         self.written_now = 0  # requests on the wire before submit/cancel returned
         self.queued = 0  # requests that had to be sent from a task (connection busy, limit wait)
@@ -272,23 +273,27 @@ class BinanceExecutionClient:
     def _new_template(self, order: Order, f: SymbolFilters) -> SignedTemplate:
         key = (f.wire, order.side, order.order_type, order.tif, order.post_only)
         tpl = self._templates.get(key)
-        if tpl is None or tpl.api_key != self._api_key():
-            tpl = self._templates[key] = SignedTemplate(
-                self._order_shape(order, f), self._api_key(), self.config.recv_window_ms
-            )
+        if tpl is None or self._creds() is not self._templates_for:
+            tpl = self._template(key, self._order_shape(order, f))
         return tpl
 
     def _cancel_template(self, wire: str) -> SignedTemplate:
         tpl = self._templates.get(wire)
-        if tpl is None or tpl.api_key != self._api_key():
-            tpl = self._templates[wire] = SignedTemplate(
-                {"symbol": wire, "origClientOrderId": None}, self._api_key(), self.config.recv_window_ms
-            )
+        if tpl is None or self._creds() is not self._templates_for:
+            tpl = self._template(wire, {"symbol": wire, "origClientOrderId": None})
         return tpl
 
-    def _api_key(self) -> str:
-        creds = self.rest.credentials if self.ws_api is None else self.ws_api.credentials
-        return creds.api_key if creds is not None else ""
+    def _template(self, key: Any, params: dict[str, Any]) -> SignedTemplate:
+        creds = self._creds()
+        if creds is not self._templates_for:  # new API keys: every template embeds the old one
+            self._templates.clear()
+            self._templates_for = creds
+        api_key = creds.api_key if creds is not None else ""
+        tpl = self._templates[key] = SignedTemplate(params, api_key, self.config.recv_window_ms)
+        return tpl
+
+    def _creds(self) -> Any:
+        return self.rest.credentials if self.ws_api is None else self.ws_api.credentials
 
     # --- requests ------------------------------------------------------------------------------
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:

@@ -28,7 +28,7 @@ class WeightWindow:
     earlier, so the window stays on the safe side of the venue's.
     """
 
-    __slots__ = ("_bucket_s", "_clock", "_counts", "_head", "_used", "interval_s", "limit", "name")
+    __slots__ = ("_bucket_s", "_clock", "_counts", "_edge", "_head", "_slot", "_used", "interval_s", "limit", "name")
 
     def __init__(
         self,
@@ -50,6 +50,8 @@ class WeightWindow:
         self._bucket_s = interval_s / buckets
         self._counts = [0] * (buckets + 1)  # the window's buckets and the current one
         self._head = -(2**62)  # absolute number of the newest bucket
+        self._slot = 0  # its index in the ring
+        self._edge = float("-inf")  # when the next bucket starts: until then booking is one add
         self._used = 0
 
     def _advance(self, idx: int) -> None:
@@ -66,6 +68,8 @@ class WeightWindow:
                 self._used -= counts[slot]
                 counts[slot] = 0
         self._head = idx
+        self._slot = idx % n
+        self._edge = (idx + 1) * self._bucket_s
 
     def _trim(self, now: float) -> None:
         idx = int(now // self._bucket_s)
@@ -107,10 +111,11 @@ class WeightWindow:
 
     def book(self, weight: int, now: float) -> None:
         """``consume`` at a time the caller already read (one clock read for several windows)."""
-        idx = int(now // self._bucket_s)
-        if idx > self._head:
-            self._advance(idx)
-        self._counts[self._head % len(self._counts)] += weight
+        if now >= self._edge:
+            idx = int(now // self._bucket_s)
+            if idx > self._head:
+                self._advance(idx)
+        self._counts[self._slot] += weight
         self._used += weight
 
     def observe(self, venue_count: int) -> None:
@@ -119,7 +124,7 @@ class WeightWindow:
         self._trim(now)
         missing = venue_count - self._used
         if missing > 0:
-            self._counts[self._head % len(self._counts)] += missing
+            self._counts[self._slot] += missing
             self._used += missing
 
 
