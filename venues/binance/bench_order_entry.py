@@ -4,11 +4,11 @@
 
 Each round places a LIMIT_MAKER buy far below the market (it rests, nothing fills) and cancels
 it, over REST through aiohttp (``POST``/``DELETE /api/v3/order`` on the keep-alive session), over
-REST on the raw keep-alive order connection (``BinanceRest.request_now``, what order entry uses)
-and over the WS API (``order.place``/``order.cancel``). Times are measured in this process from the call
-to the decoded answer, so they include signing, encoding, loopback transport, the fake's
-matching and decoding. Loopback hides network latency: the numbers compare client and protocol
-overhead, not what a link to Binance would show.
+REST on the raw keep-alive order connection (``BinanceRest.request_now``; order entry sends the
+same request rendered from a template) and over the WS API (``order.place``/``order.cancel``).
+Times are measured in this process from the call to the decoded answer, so they include signing,
+encoding, loopback transport, the fake's matching and decoding. Loopback hides network latency:
+the numbers compare client and protocol overhead, not what a link to Binance would show.
 """
 
 from __future__ import annotations

@@ -34,7 +34,18 @@ from engine.book import Book
 from engine.events import Incident
 from engine.logs import get_logger
 from venues.binance.decode import DepthDiff, Snapshot
-from venues.binance.depth_apply import APPLIED, FULL_STOP, R_ROW, R_SIDE, apply_depth, scratch_for
+from venues.binance.depth_apply import (
+    APPLIED,
+    FULL_STOP,
+    R_NA,
+    R_NB,
+    R_ROW,
+    R_SIDE,
+    R_TOP,
+    RES_LEN,
+    apply_depth,
+    scratch_for,
+)
 from venues.binance.numbers import SCALE
 
 MS = 1_000_000
@@ -88,7 +99,7 @@ class BookSync:
         self.scale = SCALE
         self._scratch = scratch_for(_SCRATCH_BYTES)
         self._scratch_bytes = _SCRATCH_BYTES
-        self._res = np.zeros(11, dtype=np.int64)
+        self._res = np.zeros(RES_LEN, dtype=np.int64)
 
     # --- the fast path -----------------------------------------------------------------------
     def on_frame(self, frame: bytes, lo: int, hi: int, ts_recv: int) -> bool:
@@ -123,7 +134,7 @@ class BookSync:
     def _finish_full(self) -> None:
         """The overflow filled up mid-message: grow it and apply the rest of the scratch rows."""
         res = self._res
-        nb_, na, side, row = int(res[3]), int(res[4]), int(res[R_SIDE]), int(res[R_ROW])
+        nb_, na, side, row = int(res[R_NB]), int(res[R_NA]), int(res[R_SIDE]), int(res[R_ROW])
         book = self.book
         book.books.grow()
         scratch = self._scratch
@@ -133,7 +144,8 @@ class BookSync:
         else:
             book.apply_levels(-1, scratch[row : nb_ + na])
         book.refresh_top()
-        res[7:11] = (book.best_bid_fixed, book.best_bid_size_fixed, book.best_ask_fixed, book.best_ask_size_fixed)
+        top = (book.best_bid_fixed, book.best_bid_size_fixed, book.best_ask_fixed, book.best_ask_size_fixed)
+        res[R_TOP : R_TOP + 4] = top
 
     # --- input -------------------------------------------------------------------------------
     def on_diff(self, d: DepthDiff) -> None:

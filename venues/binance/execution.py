@@ -1,9 +1,10 @@
 """``BinanceExecutionClient``: the engine's ``ExecutionVenue`` for Binance spot.
 
 ``submit_order`` / ``cancel_order`` never wait, yet the request's bytes are on the socket when
-they return: the request is signed, encoded and written synchronously (WS API ``send_now``, or
-REST ``request_now`` on a raw keep-alive connection), and only the wait for the answer runs as a
-task. When that is not possible at this instant (connection down or busy, a rate limit says
+they return: the request is rendered from a ``SignedTemplate`` (one per symbol, side, type and
+time in force), signed and written synchronously (WS API ``send_template_now``, or REST
+``request_template_now`` on a raw keep-alive connection), and only the wait for the answer runs as
+a task. When that is not possible at this instant (connection down or busy, a rate limit says
 wait) the whole request runs as a task instead, as aiohttp needs. Every outcome comes back as an
 ``ExecReport`` through the ``ExecSink``, never from inside the call itself. Reports for one order
 can come from three places - the REST/WS API answer, the user-data stream, a query - in any
@@ -60,8 +61,6 @@ MS = 1_000_000
 CLIENT_ID = re.compile(r"^[a-zA-Z0-9\-_]{1,36}$")
 _OPEN_STATES = frozenset({"", "NEW", "PARTIALLY_FILLED", "PENDING_NEW"})
 _EXPIRED_STATES = frozenset({"EXPIRED", "EXPIRED_IN_MATCH"})
-_NEW = 0
-_CANCEL = 1
 #: a request already on the wire: (WS API method, request id, answer future) or a REST request
 _Sent = tuple[str, str, "asyncio.Future[dec.WsApiMessage]"] | PendingRequest | None
 
@@ -348,47 +347,39 @@ class BinanceExecutionClient:
             values: tuple[str, ...] = (order.client_order_id, qty)
         else:
             values = (order.client_order_id, format_fixed(order.price, f.scale), qty)
-        try:
-            if self._use_ws():
-                assert self.ws_api is not None
-                if self._corks:
-                    self._hold(self.ws_api.ws.ws)
-                ws = self.ws_api.send_template_now("order.place", tpl, values, weight=W_ORDER_NEW, orders=1)
-                sent: _Sent = None if ws is None else ("order.place", *ws)
-            else:
-                if self._corks:
-                    self._hold(self.rest.fast)
-                sent = self.rest.request_template_now(
-                    "POST", "/api/v3/order", tpl, values, weight=W_ORDER_NEW, orders=1
-                )
-        except NotConnected:
-            sent = None  # the task's own attempt reports the failure
-        if sent is None:
-            self.queued += 1
-        else:
-            self.written_now += 1
-        return sent
+        return self._write_template("order.place", "POST", tpl, values, W_ORDER_NEW, 1, None)
 
     def _write_cancel(self, track: _Track) -> _Sent:
         """The cancel on the wire now if possible, on the connection its order went out on when that
         is still open: one connection answers in order, so Binance sees the order before its cancel."""
         tpl = self._cancel_template(track.wire)
-        values = (track.cid,)
+        return self._write_template("order.cancel", "DELETE", tpl, (track.cid,), W_ORDER_CANCEL, 0, track.conn)
+
+    def _write_template(
+        self,
+        ws_method: str,
+        http_method: str,
+        tpl: SignedTemplate,
+        values: tuple[str, ...],
+        weight: int,
+        orders: int,
+        conn: Http1Connection | None,
+    ) -> _Sent:
         try:
             if self._use_ws():
                 assert self.ws_api is not None
                 if self._corks:
                     self._hold(self.ws_api.ws.ws)
-                ws = self.ws_api.send_template_now("order.cancel", tpl, values, weight=W_ORDER_CANCEL)
-                sent: _Sent = None if ws is None else ("order.cancel", *ws)
+                ws = self.ws_api.send_template_now(ws_method, tpl, values, weight=weight, orders=orders)
+                sent: _Sent = None if ws is None else (ws_method, *ws)
             else:
                 if self._corks:
                     self._hold(self.rest.fast)
                 sent = self.rest.request_template_now(
-                    "DELETE", "/api/v3/order", tpl, values, weight=W_ORDER_CANCEL, conn=track.conn
+                    http_method, "/api/v3/order", tpl, values, weight=weight, orders=orders, conn=conn
                 )
         except NotConnected:
-            sent = None
+            sent = None  # the task's own attempt reports the failure
         if sent is None:
             self.queued += 1
         else:

@@ -161,29 +161,14 @@ class BinanceWsApi:
         self, method: str, template: SignedTemplate, values: tuple[str, ...], *, weight: int = 1, orders: int = 0
     ) -> tuple[str, asyncio.Future[WsApiMessage]] | None:
         """``send_now`` for a signed request rendered from ``template`` (``order_wire``): the same
-        request, without building, sorting and encoding its parameters again. ``template`` must
-        come from ``template()`` (its apiKey is this session's)."""
+        request, without building, sorting and encoding its parameters again. The template's
+        apiKey must be this session's (the execution client rebuilds its templates on new keys)."""
         if not self.connected:
             raise NotConnected(f"binance WS API not connected ({method})")
         if self.limiter is not None and not self.limiter.try_acquire(weight, orders):
             return None
         rid = f"{self._prefix}{next(self._ids)}"
-        data = template.render_ws(self.signer(), method, rid, values, self.clock.now_ms())
-        fut: asyncio.Future[WsApiMessage] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = fut
-        try:
-            self.ws.send_now(data)
-        except Exception as exc:
-            self._pending.pop(rid, None)
-            raise NotConnected(f"binance WS API send failed ({method}): {exc}") from exc
-        return rid, fut
-
-    def template(self, params: dict[str, str | None]) -> SignedTemplate:
-        """A ``SignedTemplate`` for signed requests with these parameters (None: a slot)."""
-        creds = self.credentials
-        if creds is None:
-            raise NotConnected("binance WS API: signed request without API keys")
-        return SignedTemplate(params, creds.api_key, self.config.recv_window_ms)
+        return self._post(method, rid, template.render_ws(self.signer(), method, rid, values, self.clock.now_ms()))
 
     def signer(self) -> HmacSigner:
         creds = self.credentials
@@ -200,10 +185,14 @@ class BinanceWsApi:
     ) -> tuple[str, asyncio.Future[WsApiMessage]]:
         p = self.signed_params(params or {}) if signed else dict(params or {})
         rid = f"{self._prefix}{next(self._ids)}"
+        return self._post(method, rid, _encode({"id": rid, "method": method, "params": p}))
+
+    def _post(self, method: str, rid: str, data: bytes) -> tuple[str, asyncio.Future[WsApiMessage]]:
+        """Write one request frame now; its answer will resolve the returned future."""
         fut: asyncio.Future[WsApiMessage] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
-            self.ws.send_now(_encode({"id": rid, "method": method, "params": p}))
+            self.ws.send_now(data)
         except Exception as exc:
             self._pending.pop(rid, None)
             raise NotConnected(f"binance WS API send failed ({method}): {exc}") from exc

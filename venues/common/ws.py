@@ -104,7 +104,8 @@ class DirectConnection(ClientConnection):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # orders must not wait for Nagle
 
     _frames_here = False  # after the handshake: this class reads the frames (``_read_frames``)
-    _rbuf = b""  # an incomplete frame at the end of the last read
+    _rbuf: bytearray | None = None  # an incomplete frame at the end of the last read
+    _need = 0  # bytes that frame needs in all (0 while its header is incomplete)
     _head_tail = b""  # the last bytes of the handshake response read so far
 
     def data_received(self, data: bytes) -> None:
@@ -134,12 +135,16 @@ class DirectConnection(ClientConnection):
         """Split the stream into frames and hand each complete, unfragmented text or binary
         message to ``on_frame`` at once; every other frame (ping, pong, close, fragments,
         anything unusual) goes to websockets whole, so its protocol state machine sees it as if it
-        had read it itself (it is always at a frame boundary). websockets' own reader is a chain
-        of generators: most of the CPU time a market-data feed spends outside the handlers, and
-        each frame of a read would wait for the whole read to be parsed first."""
-        if self._rbuf:
-            data = self._rbuf + data
-            self._rbuf = b""
+        had read it itself (it is always at a frame boundary). websockets' own reader parses a
+        whole read (at full speed, hundreds of frames) before the first message is handed over,
+        through a chain of generators per frame."""
+        pending = self._rbuf
+        if pending is not None:
+            pending += data  # a large frame over many reads: appended, not copied every time
+            if len(pending) < self._need:
+                return
+            data = bytes(pending)
+            self._rbuf = None
         n = len(data)
         i = 0
         proto = self.protocol
@@ -148,6 +153,7 @@ class DirectConnection(ClientConnection):
         limits = [x for x in (proto.max_message_size, proto.max_fragment_size) if x is not None]
         max_size = min(limits) if limits else None
         wall = time.time_ns
+        self._need = 0  # stays 0 when what is left is an incomplete header
         while i + 2 <= n:
             b0 = data[i]
             b1 = data[i + 1]
@@ -171,6 +177,7 @@ class DirectConnection(ClientConnection):
                 return
             end = i + head + length
             if end > n:
+                self._need = end - i
                 break
             if (b0 == 0x81 or b0 == 0x82) and handler is not None and not proto.expect_continuation_frame:
                 handler(data[i + head : end], wall())
@@ -184,7 +191,7 @@ class DirectConnection(ClientConnection):
                     return
             i = end
         if i < n:
-            self._rbuf = data[i:]
+            self._rbuf = bytearray(data[i:])
 
     def process_event(self, event: object) -> None:
         handler = self.on_frame
