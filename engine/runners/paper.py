@@ -28,6 +28,7 @@ from engine.clock import LiveClock
 from engine.engine import Engine
 from engine.errors import ConfigError
 from engine.events import Trade
+from engine.gcpolicy import trading_gc
 from engine.logs import get_logger, setup_logging
 from engine.model import Instrument
 from engine.portfolio import Portfolio
@@ -260,21 +261,22 @@ async def run_paper(
         for sync in md.syncs.values():
             sync.on_apply = kernel.on_apply
         t0 = time.perf_counter()
-        engine.start()
-        task = md.start()
-        if ready is not None:
-            ready(engine)
-        stop = stop or asyncio.Event()
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=duration_s)
-        except TimeoutError:
-            pass
-        finally:
-            engine.stop()
-            await md.stop()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                task.cancel()
-                await task
+        with trading_gc():
+            engine.start()
+            task = md.start()
+            if ready is not None:
+                ready(engine)
+            stop = stop or asyncio.Event()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=duration_s)
+            except TimeoutError:
+                pass
+            finally:
+                engine.stop()
+                await md.stop()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    task.cancel()
+                    await task
         wall = time.perf_counter() - t0
     finally:
         await rest.close()

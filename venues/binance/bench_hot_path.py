@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import multiprocessing as mp
 import os
 import secrets
@@ -44,6 +43,7 @@ from typing import Any
 from engine.book import Book
 from engine.clock import LiveClock
 from engine.engine import Engine
+from engine.gcpolicy import trading_gc
 from engine.logs import setup_logging
 from engine.model import Side, TimeInForce
 from engine.orders import Order
@@ -325,11 +325,8 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
     engine.add_book(book)
     params = {"offset_bps": 100, "qty": 0.001, "mode": run_.mode}
     engine.add_strategy(TickQuoter("hot_path", "binance", [SYMBOL], params))
-    old_threshold = gc.get_threshold()
-    gc.collect()
-    gc.freeze()  # what survives setup is never garbage: keep the collector from walking it
-    if run_.gc_threshold:
-        gc.set_threshold(run_.gc_threshold, *old_threshold[1:])
+    gc_policy = trading_gc(run_.gc_threshold)  # what the paper and live runners do
+    gc_policy.__enter__()
     await adapter.start(engine.on_book, engine.on_trade, sink=engine, books={SYMBOL: book})
     # from here to the first await nothing can arrive: the feed's task has not run yet
     feed, execution, ws_api = adapter.feed, adapter.execution, adapter.ws_api
@@ -350,8 +347,7 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
     finally:
         engine.stop()
         await adapter.stop()
-        gc.set_threshold(*old_threshold)
-        gc.unfreeze()
+        gc_policy.__exit__(None, None, None)
     return {
         "ticks": probe.round_ticks,
         "orders": engine.oms.submitted,
