@@ -215,9 +215,10 @@ def _ov_batch(keys, sizes, cnt, dead, b, s, levels, start, stop) -> int:
 def _slot(meta, b, price) -> int:
     """Ladder slot of ``price``, or -1 outside the window / off the tick grid."""
     t = meta[b, M_TICK]
-    if price % t != 0:
+    q = price // t  # one division (a modulo as well would be a second)
+    if q * t != price:
         return -1
-    j = price // t - meta[b, M_BASE]
+    j = q - meta[b, M_BASE]
     if j < 0 or j >= WINDOW:
         return -1
     return j
@@ -330,6 +331,12 @@ def set_level(lad, keys, sizes, cnt, dead, meta, b, s, price, size) -> int:
     j = _slot(meta, b, price)
     if j < 0:
         return _ov_set(keys, sizes, cnt, dead, b, s, price, size)
+    return _set_slot(lad, keys, sizes, cnt, dead, meta, b, s, j, size)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _set_slot(lad, keys, sizes, cnt, dead, meta, b, s, j, size) -> int:
+    """``set_level`` for a price already known to sit in ladder slot ``j``."""
     old = lad[b, s, j]
     lad[b, s, j] = size
     if s == 0:
@@ -376,21 +383,33 @@ def set_range(lad, keys, sizes, cnt, dead, meta, b, s, levels, start, stop) -> i
     """Apply ``levels[start:stop]`` ((price, size) rows) to one side, in order; returns the index
     it stopped at (``stop`` when done, earlier when the overflow is full and must grow). A run of
     rows outside the ladder window (the deep levels of a large message) goes to the overflow in
-    one merge."""
+    one merge. Each row's slot is computed once: it costs an integer division, the largest part
+    of applying a level."""
     i = start
     while i < stop:
-        if meta[b, M_HAS_BASE] != 0 and _slot(meta, b, levels[i, 0]) < 0:
-            e = i + 1
-            while e < stop and _slot(meta, b, levels[e, 0]) < 0:
-                e += 1
-            if e - i >= _BATCH_MIN:
-                if _ov_batch(keys, sizes, cnt, dead, b, s, levels, i, e) == FULL:
-                    return i
-                i = e
-                continue
-        if set_level(lad, keys, sizes, cnt, dead, meta, b, s, levels[i, 0], levels[i, 1]) == FULL:
-            return i
-        i += 1
+        if meta[b, M_HAS_BASE] == 0:
+            if set_level(lad, keys, sizes, cnt, dead, meta, b, s, levels[i, 0], levels[i, 1]) == FULL:
+                return i
+            i += 1
+            continue
+        j = _slot(meta, b, levels[i, 0])
+        if j >= 0:
+            if _set_slot(lad, keys, sizes, cnt, dead, meta, b, s, j, levels[i, 1]) == FULL:
+                return i
+            i += 1
+            continue
+        # outside the window; nothing below moves the window until the run ends
+        e = i + 1
+        while e < stop and _slot(meta, b, levels[e, 0]) < 0:
+            e += 1
+        if e - i >= _BATCH_MIN:
+            if _ov_batch(keys, sizes, cnt, dead, b, s, levels, i, e) == FULL:
+                return i
+        else:
+            for r in range(i, e):
+                if _ov_set(keys, sizes, cnt, dead, b, s, levels[r, 0], levels[r, 1]) == FULL:
+                    return r
+        i = e
     return stop
 
 
