@@ -129,44 +129,30 @@ def _ov_merge(keys, sizes, cnt, dead, b, s, uk, uz, m) -> int:
     k = keys[b, s]
     z = sizes[b, s]
     n = cnt[b, s]
+    tk = np.empty(n + m, dtype=np.int64)
+    tz = np.empty(n + m, dtype=np.int64)
     out = 0
     i = 0
     j = 0
     while i < n or j < m:
         if j >= m or (i < n and k[i] < uk[j]):
             if z[i] != 0:
+                tk[out] = k[i]
+                tz[out] = z[i]
                 out += 1
             i += 1
         else:
             if uz[j] != 0:
+                tk[out] = uk[j]
+                tz[out] = uz[j]
                 out += 1
             if i < n and k[i] == uk[j]:
                 i += 1
             j += 1
     if out > k.shape[0]:
         return FULL
-    tk = np.empty(out, dtype=np.int64)
-    tz = np.empty(out, dtype=np.int64)
-    w = 0
-    i = 0
-    j = 0
-    while i < n or j < m:
-        if j >= m or (i < n and k[i] < uk[j]):
-            if z[i] != 0:
-                tk[w] = k[i]
-                tz[w] = z[i]
-                w += 1
-            i += 1
-        else:
-            if uz[j] != 0:
-                tk[w] = uk[j]
-                tz[w] = uz[j]
-                w += 1
-            if i < n and k[i] == uk[j]:
-                i += 1
-            j += 1
-    k[:out] = tk
-    z[:out] = tz
+    k[:out] = tk[:out]
+    z[:out] = tz[:out]
     cnt[b, s] = out
     dead[b, s] = 0
     return OK

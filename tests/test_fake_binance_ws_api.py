@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from test_binance_support import CAPTURE, FIXTURES
 
 from sim.fake_binance import FakeBinance
 from sim.fake_binance.signing import sign
@@ -17,9 +17,7 @@ from sim.fake_binance.symbols import fmt
 
 pytestmark = pytest.mark.timeout(90)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-DATA = SHARED / "data" / "real" / "binance_spot_hftbacktest"
-FIXTURES = SHARED / "fixtures" / "venues" / "binance"
+DATA = CAPTURE
 KEY = "ws-api-test-key"
 SECRET = "ws-api-test-secret"
 

@@ -325,29 +325,27 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
     engine.add_book(book)
     params = {"offset_bps": 100, "qty": 0.001, "mode": run_.mode}
     engine.add_strategy(TickQuoter("hot_path", "binance", [SYMBOL], params))
-    gc_policy = trading_gc(run_.gc_threshold)  # what the paper and live runners do
-    gc_policy.__enter__()
-    await adapter.start(engine.on_book, engine.on_trade, sink=engine, books={SYMBOL: book})
-    # from here to the first await nothing can arrive: the feed's task has not run yet
-    feed, execution, ws_api = adapter.feed, adapter.execution, adapter.ws_api
-    assert feed is not None and execution is not None and ws_api is not None
-    engine.add_venue(execution)
-    engine.start()
-    feed.ws.on_message = probe.wrap(feed.ws.on_message, lambda: feed.ws.ws)
-    if run_.entry == "ws":
-        conn = ws_api.ws.ws
-        assert conn is not None
-        conn.transport = TransportTap(conn.transport, probe.on_write)
-    try:
-        last, quiet_since = -1, loop.time()
-        while loop.time() - quiet_since < 2.0:
-            await asyncio.sleep(0.1)
-            if probe.round_ticks != last:
-                last, quiet_since = probe.round_ticks, loop.time()
-    finally:
-        engine.stop()
-        await adapter.stop()
-        gc_policy.__exit__(None, None, None)
+    with trading_gc(run_.gc_threshold):  # what the paper and live runners do
+        await adapter.start(engine.on_book, engine.on_trade, sink=engine, books={SYMBOL: book})
+        # from here to the first await nothing can arrive: the feed's task has not run yet
+        feed, execution, ws_api = adapter.feed, adapter.execution, adapter.ws_api
+        assert feed is not None and execution is not None and ws_api is not None
+        engine.add_venue(execution)
+        engine.start()
+        feed.ws.on_message = probe.wrap(feed.ws.on_message, lambda: feed.ws.ws)
+        if run_.entry == "ws":
+            conn = ws_api.ws.ws
+            assert conn is not None
+            conn.transport = TransportTap(conn.transport, probe.on_write)
+        try:
+            last, quiet_since = -1, loop.time()
+            while loop.time() - quiet_since < 2.0:
+                await asyncio.sleep(0.1)
+                if probe.round_ticks != last:
+                    last, quiet_since = probe.round_ticks, loop.time()
+        finally:
+            engine.stop()
+            await adapter.stop()
     return {
         "ticks": probe.round_ticks,
         "orders": engine.oms.submitted,

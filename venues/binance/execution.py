@@ -706,19 +706,7 @@ class BinanceExecutionClient:
             return
         track.accepted = True
         self.log.info(f"binance order accepted client_order_id={track.cid} order_id={track.venue_order_id}")
-        self._report(
-            ExecReport(
-                ev.ACCEPTED,
-                VENUE,
-                track.symbol,
-                track.cid,
-                ts_event,
-                ts_recv,
-                track.venue_order_id,
-                track.price,
-                track.qty,
-            )
-        )
+        self._report_state(track, ev.ACCEPTED, ts_event, ts_recv)
 
     def _finish(self, track: _Track, state: str) -> None:
         if not track.terminal:
@@ -731,19 +719,7 @@ class BinanceExecutionClient:
         track.terminal = kind
         self._retire(track.cid)
         self.log.info(f"binance order {kind} client_order_id={track.cid} filled={format_fixed(track.cum)}")
-        self._report(
-            ExecReport(
-                kind,
-                VENUE,
-                track.symbol,
-                track.cid,
-                ts_event,
-                ts_recv,
-                track.venue_order_id,
-                track.price,
-                track.qty,
-            )
-        )
+        self._report_state(track, kind, ts_event, ts_recv)
 
     def _reject(self, track: _Track, reason: str, code: int, ts_event: int = 0) -> None:
         track.sending = False
@@ -753,14 +729,20 @@ class BinanceExecutionClient:
         self._retire(track.cid)
         now = time.time_ns()
         self.log.warning(f"Order rejected by binance client_order_id={track.cid} code={code} reason={reason}")
+        self._report_state(track, ev.REJECTED, ts_event or now, now, reason, code)
+
+    def _report_state(
+        self, track: _Track, kind: str, ts_event: int, ts_recv: int, reason: str = "", code: int = 0
+    ) -> None:
+        """A state change of ``track``'s order (accepted, canceled, expired, rejected) to the engine."""
         self._report(
             ExecReport(
-                ev.REJECTED,
+                kind,
                 VENUE,
                 track.symbol,
                 track.cid,
-                ts_event or now,
-                now,
+                ts_event,
+                ts_recv,
                 track.venue_order_id,
                 track.price,
                 track.qty,

@@ -35,6 +35,7 @@ VENUE = "binance"
 CHANNELS = (("orderbook", "depth"), ("trades", "trade"), ("ticker", "bookTicker"))
 _ENVELOPE = b'{"stream":"'  # Binance's combined-stream frames, compact and in this key order
 _DATA = b'","data":'
+_STREAM_AT = len(_ENVELOPE)
 
 
 def _ignore(_: object) -> None:
@@ -184,12 +185,12 @@ class BinanceMarketData:
         # the in-sync depth message, straight from the frame's bytes to the book (BookSync.on_frame);
         # anything it does not take, and every other frame, goes through the decoder
         if frame.startswith(_ENVELOPE):
-            i = frame.find(_DATA, 11, 96)
+            i = frame.find(_DATA, _STREAM_AT, 96)
             if i > 0 and frame[-1] == 125:  # }
-                stream = frame[11:i]
+                stream = frame[_STREAM_AT:i]
                 sync = self._depth_routes.get(stream)
                 if sync is not None:
-                    if sync.on_frame(frame, i + 9, len(frame) - 1, ts_recv):
+                    if sync.on_frame(frame, i + len(_DATA), len(frame) - 1, ts_recv):
                         return
                 elif self.on_top is None:
                     sym = self._top_routes.get(stream)

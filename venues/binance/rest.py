@@ -43,7 +43,7 @@ from venues.binance.errors import (
     log_api_error,
 )
 from venues.binance.order_wire import SignedTemplate
-from venues.binance.signing import HmacSigner, encode_query
+from venues.binance.signing import HmacSigner, encode_query, keyed_signer
 from venues.binance.time_sync import ServerClock
 from venues.common.http1 import Http1Connection, Http1Pool, Response, format_request, header_block
 from venues.common.ratelimit import RequestLimiter, RetryAfterGate, Wait, WeightWindow
@@ -137,8 +137,6 @@ class BinanceRest:
         self._session: aiohttp.ClientSession | None = None
         #: raw keep-alive connections for order entry (None: orders use aiohttp)
         self.fast: Http1Pool | None = None
-        self._signer: HmacSigner | None = None
-        self._signer_secret = ""
         self._fast_head = (b"", "")  # (prepared header block, the API key it carries)
         #: sees every depth snapshot's raw body as received: (wire symbol, body, local receive ns)
         self.on_depth_body: Callable[[str, bytes, int], None] | None = None
@@ -265,11 +263,7 @@ class BinanceRest:
     def _signer_for(self) -> HmacSigner:
         creds = self.credentials
         assert creds is not None
-        signer = self._signer
-        if signer is None or self._signer_secret != creds.api_secret:
-            signer = self._signer = HmacSigner(creds.api_secret)
-            self._signer_secret = creds.api_secret
-        return signer
+        return keyed_signer(creds.api_secret)
 
     def _signed_query(self, params: Mapping[str, Any] | None) -> str:
         signer = self._signer_for()

@@ -8,6 +8,7 @@ last parameter. WebSocket API: every parameter except ``signature`` sorted by na
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -81,3 +82,10 @@ class HmacSigner:
     def signed_query(self, params: Mapping[str, object]) -> str:
         query = encode_query(params)
         return f"{query}&signature={self.sign(query)}"
+
+
+@functools.lru_cache(maxsize=8)
+def keyed_signer(secret: str) -> HmacSigner:
+    """The ``HmacSigner`` of ``secret``, keyed once per process and shared by REST and the WS API
+    (new keys get a new one)."""
+    return HmacSigner(secret)

@@ -34,7 +34,7 @@ from venues.binance.errors import (
     log_api_error,
 )
 from venues.binance.order_wire import SignedTemplate
-from venues.binance.signing import HmacSigner
+from venues.binance.signing import HmacSigner, keyed_signer
 from venues.binance.time_sync import ServerClock
 from venues.common.backoff import AttemptWindow, ReconnectPolicy
 from venues.common.ratelimit import RequestLimiter
@@ -67,8 +67,6 @@ class BinanceWsApi:
         self.log = get_logger("exchanges")
         self.decoder = UserFrameDecoder(self.log)
         self._pending: dict[str, asyncio.Future[WsApiMessage]] = {}
-        self._signer: HmacSigner | None = None
-        self._signer_secret = ""
         self._prefix = f"h{os.getpid() % 10000}x"
         self._ids = itertools.count(1)
         self.ws = ReconnectingWebSocket(
@@ -174,11 +172,7 @@ class BinanceWsApi:
         creds = self.credentials
         if creds is None:
             raise NotConnected("binance WS API: signed request without API keys")
-        signer = self._signer
-        if signer is None or self._signer_secret != creds.api_secret:
-            signer = self._signer = HmacSigner(creds.api_secret)
-            self._signer_secret = creds.api_secret
-        return signer
+        return keyed_signer(creds.api_secret)
 
     def _send(
         self, method: str, params: dict[str, Any] | None, signed: bool
