@@ -27,6 +27,7 @@ from venues.binance.symbols import to_wire
 from venues.binance.user_stream import BinanceUserStream
 from venues.binance.ws_api import BinanceWsApi
 from venues.common.backoff import AttemptWindow
+from venues.common.loop import batches_writes
 
 T = TypeVar("T")
 
@@ -108,7 +109,8 @@ class BinanceAdapter:
             rest_entry = pool is not None and self.config.order_entry == "rest"
             if rest_entry and pool is not None and not await pool.wait_ready(subscribe_timeout_s):
                 self.log.warning("binance order connections not open yet; orders use the ordinary REST session")
-        if self.execution is not None:
+        if self.execution is not None and not batches_writes(asyncio.get_running_loop()):
+            # uvloop already sends what one market event wrote together, after the event's callbacks
             on_book, on_trade = _corked(self.execution, on_book), _corked(self.execution, on_trade)
         self.feed = BinanceMarketData(
             self.config, self.rest, self.instruments, on_book, on_trade, self.incident, on_top, books, self.attempts

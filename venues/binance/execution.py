@@ -26,7 +26,7 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine import events as ev
@@ -58,6 +58,7 @@ from venues.common.http1 import Http1Connection
 
 VENUE = "binance"
 MS = 1_000_000
+_MARKET = OrderType.MARKET
 CLIENT_ID = re.compile(r"^[a-zA-Z0-9\-_]{1,36}$")
 _OPEN_STATES = frozenset({"", "NEW", "PARTIALLY_FILLED", "PENDING_NEW"})
 _EXPIRED_STATES = frozenset({"EXPIRED", "EXPIRED_IN_MATCH"})
@@ -120,6 +121,7 @@ class BinanceExecutionClient:
         keep_terminal: int = 10_000,
     ) -> None:
         self.config = config
+        self._ws_entry = config.order_entry == "ws"
         self.rest = rest
         self.sink = sink
         self.instruments = instruments
@@ -164,9 +166,9 @@ class BinanceExecutionClient:
             track.queued = True
             track.task = self._spawn(self._send_new(track, self.order_params(order, f), None))
             return
-        if isinstance(sent, PendingRequest):
+        if type(sent) is PendingRequest:
             track.conn = sent.conn
-        self._spawn_later(self._send_new(track, None, sent))
+        self._spawn_later(self._answer_new, track, sent)
 
     def _reject_soon(self, order: Order, reason: str, code: int) -> None:
         # never from inside the call: the order manager has not finished recording the submit
@@ -198,7 +200,7 @@ class BinanceExecutionClient:
         if sent is None:
             self._spawn(self._send_cancel(track, None))
         else:
-            self._spawn_later(self._send_cancel(track, sent))
+            self._spawn_later(self._send_cancel, track, sent)
 
     def modify_order(self, order: Order, price: int, qty: int) -> None:
         # never called while supports_modify is False; an explicit answer beats silence
@@ -270,7 +272,8 @@ class BinanceExecutionClient:
         return p
 
     def _new_template(self, order: Order, f: SymbolFilters) -> SignedTemplate:
-        key = (f.wire, order.side, order.order_type, order.tif, order.post_only)
+        # enum members hash in Python (Enum.__hash__); their ids are as unique and hash in C
+        key = (f.wire, order.side, id(order.order_type), id(order.tif), order.post_only)
         tpl = self._templates.get(key)
         if tpl is None or self._creds() is not self._templates_for:
             tpl = self._template(key, self._order_shape(order, f))
@@ -301,18 +304,22 @@ class BinanceExecutionClient:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _spawn_later(self, coro: Any) -> None:
-        """Start the wait for an answer once the current callback is done: the request is on the
-        wire already, and creating a task costs microseconds the next order should not wait for."""
+    def _spawn_later(self, wait: Callable[[_Track, _Sent], Any], track: _Track, sent: _Sent) -> None:
+        """Start the wait for an answer (``wait(track, sent)``) once the current callback is done:
+        the request is on the wire already, and creating a coroutine and its task costs
+        microseconds the next order should not wait for."""
         later = self._later
-        later.append(coro)
-        if len(later) == 1:
+        if not later:
             asyncio.get_running_loop().call_soon(self._spawn_pending)
+        later.append((wait, track, sent))
+
+    def _answer_new(self, track: _Track, sent: _Sent) -> Any:
+        return self._send_new(track, None, sent)
 
     def _spawn_pending(self) -> None:
         later, self._later = self._later, []
-        for coro in later:
-            self._spawn(coro)
+        for wait, track, sent in later:
+            self._spawn(wait(track, sent))
 
     def _report(self, report: ExecReport) -> None:
         self.sink.on_exec_report(report)
@@ -337,16 +344,16 @@ class BinanceExecutionClient:
         return True
 
     def _use_ws(self) -> bool:
-        return self.config.order_entry == "ws" and self.ws_api is not None and self.ws_api.connected
+        return self._ws_entry and self.ws_api is not None and self.ws_api.connected
 
     def _write_new(self, order: Order, f: SymbolFilters) -> _Sent:
         """Put a new order on the wire now if a connection can take it (None: send it from a task)."""
         tpl = self._new_template(order, f)
-        qty = format_fixed(order.qty, f.scale)
-        if order.order_type is OrderType.MARKET:
-            values: tuple[str, ...] = (order.client_order_id, qty)
+        scale = f.scale
+        if order.order_type is _MARKET:
+            values: tuple[str, ...] = (order.client_order_id, format_fixed(order.qty, scale))
         else:
-            values = (order.client_order_id, format_fixed(order.price, f.scale), qty)
+            values = (order.client_order_id, format_fixed(order.price, scale), format_fixed(order.qty, scale))
         return self._write_template("order.place", "POST", tpl, values, W_ORDER_NEW, 1, None)
 
     def _write_cancel(self, track: _Track) -> _Sent:
@@ -366,11 +373,12 @@ class BinanceExecutionClient:
         conn: Http1Connection | None,
     ) -> _Sent:
         try:
-            if self._use_ws():
-                assert self.ws_api is not None
-                if self._corks:
-                    self._hold(self.ws_api.ws.ws)
-                ws = self.ws_api.send_template_now(ws_method, tpl, values, weight=weight, orders=orders)
+            api = self.ws_api
+            live = api.ws.live if self._ws_entry and api is not None else None
+            if live is not None:
+                if self._corks and live._corked is None:
+                    self._hold(live)
+                ws = api.send_template_now(ws_method, tpl, values, weight, orders, live)  # type: ignore[union-attr]
                 sent: _Sent = None if ws is None else (ws_method, *ws)
             else:
                 if self._corks:

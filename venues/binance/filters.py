@@ -131,11 +131,20 @@ def check_order(f: SymbolFilters, order_type: OrderType, price: int, qty: int, r
     notional is judged at (Binance uses its average price; the mid is the caller's best guess, 0
     skips the notional check for market orders).
     """
-    if order_type is OrderType.LIMIT:
-        if price <= 0 or (f.min_price and price < f.min_price) or (f.max_price and price > f.max_price):
+    if order_type is _LIMIT:
+        # every order of a quoting strategy comes through here: the LIMIT case in one block
+        if price <= 0 or price < f.min_price or (f.max_price and price > f.max_price) or (f.tick and price % f.tick):
             return "Filter failure: PRICE_FILTER"
-        if f.tick and price % f.tick:
-            return "Filter failure: PRICE_FILTER"
+        if qty <= 0 or qty < f.min_qty or (f.max_qty and qty > f.max_qty) or (f.step and qty % f.step):
+            return "Filter failure: LOT_SIZE"
+        if f.min_notional or f.max_notional:
+            notional = price * qty  # scale 2*scale
+            unit = 10**f.scale
+            if f.min_notional and notional < f.min_notional * unit:
+                return f"Filter failure: {f.notional_filter}"
+            if f.max_notional and notional > f.max_notional * unit:
+                return f"Filter failure: {f.notional_filter}"
+        return ""
     if _lot_failure(qty, f.min_qty, f.max_qty, f.step):
         return "Filter failure: LOT_SIZE"
     market = order_type is OrderType.MARKET
@@ -151,3 +160,6 @@ def check_order(f: SymbolFilters, order_type: OrderType, price: int, qty: int, r
         if f.max_notional and (not market or f.apply_max_to_market) and notional > f.max_notional * unit:
             return f"Filter failure: {f.notional_filter}"
     return ""
+
+
+_LIMIT = OrderType.LIMIT

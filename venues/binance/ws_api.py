@@ -38,7 +38,7 @@ from venues.binance.signing import HmacSigner, keyed_signer
 from venues.binance.time_sync import ServerClock
 from venues.common.backoff import AttemptWindow, ReconnectPolicy
 from venues.common.ratelimit import RequestLimiter
-from venues.common.ws import ReconnectingWebSocket, WsSettings
+from venues.common.ws import DirectConnection, ReconnectingWebSocket, WsSettings
 
 _encode = msgspec.json.encode
 
@@ -69,6 +69,8 @@ class BinanceWsApi:
         self._pending: dict[str, asyncio.Future[WsApiMessage]] = {}
         self._prefix = f"h{os.getpid() % 10000}x"
         self._ids = itertools.count(1)
+        self._signer: HmacSigner | None = None
+        self._signer_for: Credentials | None = None  # the credentials ``_signer`` was keyed from
         self.ws = ReconnectingWebSocket(
             name,
             lambda: self.config.ws_api_url,
@@ -156,17 +158,42 @@ class BinanceWsApi:
         return self._send(method, params, signed)
 
     def send_template_now(
-        self, method: str, template: SignedTemplate, values: tuple[str, ...], *, weight: int = 1, orders: int = 0
+        self,
+        method: str,
+        template: SignedTemplate,
+        values: tuple[str, ...],
+        weight: int = 1,
+        orders: int = 0,
+        conn: DirectConnection | None = None,
     ) -> tuple[str, asyncio.Future[WsApiMessage]] | None:
         """``send_now`` for a signed request rendered from ``template`` (``order_wire``): the same
         request, without building, sorting and encoding its parameters again. The template's
-        apiKey must be this session's (the execution client rebuilds its templates on new keys)."""
-        if not self.connected:
-            raise NotConnected(f"binance WS API not connected ({method})")
-        if self.limiter is not None and not self.limiter.try_acquire(weight, orders):
+        apiKey must be this session's (the execution client rebuilds its templates on new keys).
+        ``conn`` is ``self.ws.live`` when the caller has read it already. The tick-to-order path:
+        every step is inlined here (limiter, id, render, future, frame)."""
+        if conn is None:
+            conn = self.ws.live
+            if conn is None:
+                raise NotConnected(f"binance WS API not connected ({method})")
+        limiter = self.limiter
+        if limiter is not None and not limiter.try_acquire(weight, orders):
             return None
-        rid = f"{self._prefix}{next(self._ids)}"
-        return self._post(method, rid, template.render_ws(self.signer(), method, rid, values, self.clock.now_ms()))
+        creds = self.credentials
+        signer = self._signer
+        if creds is not self._signer_for or signer is None:
+            signer = self.signer()
+            self._signer, self._signer_for = signer, creds
+        rid = self._prefix + str(next(self._ids))
+        data = template.render_ws(signer, method, rid, values, self.clock.now_ms())
+        fut: asyncio.Future[WsApiMessage] = asyncio.get_running_loop().create_future()
+        pending = self._pending
+        pending[rid] = fut
+        try:
+            conn.send_now(data)
+        except Exception as exc:
+            del pending[rid]
+            raise NotConnected(f"binance WS API send failed ({method}): {exc}") from exc
+        return rid, fut
 
     def signer(self) -> HmacSigner:
         creds = self.credentials

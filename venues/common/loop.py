@@ -26,6 +26,13 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+def batches_writes(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop``'s transports queue writes and send them once the I/O callbacks of the
+    current loop iteration have run, in one system call per connection (uvloop's streams do;
+    asyncio's selector loop sends each ``write`` at once when the socket takes it)."""
+    return type(loop).__module__.startswith("uvloop")
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` on the best available loop."""
     with asyncio.Runner(loop_factory=new_event_loop) as runner:

@@ -170,7 +170,10 @@ class RequestLimiter:
         on_wait: Callable[[Wait], None] | None = None,
         sleep: Callable[[float], object] = asyncio.sleep,
     ) -> None:
+        #: the set of windows is fixed here (their limits may change): the hot path keeps tuples
         self.windows = windows
+        self._weight = tuple(windows.get("weight", ()))
+        self._orders = tuple(windows.get("orders", ()))
         self.gate = gate or RetryAfterGate()
         self.on_wait = on_wait
         self._sleep = sleep
@@ -190,27 +193,34 @@ class RequestLimiter:
 
     def try_acquire(self, weight: int, orders: int = 0) -> bool:
         """Book ``weight`` (and ``orders``) now if every window has room and no ban is active;
-        False (nothing booked) otherwise. The order hot path's non-waiting ``acquire``."""
+        False (nothing booked) otherwise. The order hot path's non-waiting ``acquire``: each
+        window's check and booking are inlined, and trimming only runs when a bucket has ended."""
         gate = self.gate
         if gate.blocked_until and gate.wait_time() > 0:
             return False
-        windows = self.windows
-        ws = windows.get("weight", ()) if weight > 0 else ()
-        os_ = windows.get("orders", ()) if orders > 0 else ()
-        first = ws[0] if ws else os_[0] if os_ else None
-        if first is None:
+        ws = self._weight if weight > 0 else ()
+        os_ = self._orders if orders > 0 else ()
+        if not ws and not os_:
             return True
-        now = first._clock()  # windows of one limiter share a clock
+        now = (ws or os_)[0]._clock()  # windows of one limiter share a clock
         for w in ws:
-            if not w.fits(weight, now):
+            if w._used + weight > w.limit and not w.fits(weight, now):
                 return False
         for w in os_:
-            if not w.fits(orders, now):
+            if w._used + orders > w.limit and not w.fits(orders, now):
                 return False
         for w in ws:
-            w.book(weight, now)
+            if now < w._edge:
+                w._counts[w._slot] += weight
+                w._used += weight
+            else:
+                w.book(weight, now)
         for w in os_:
-            w.book(orders, now)
+            if now < w._edge:
+                w._counts[w._slot] += orders
+                w._used += orders
+            else:
+                w.book(orders, now)
         return True
 
     def consume(self, costs: dict[str, int]) -> None:

@@ -67,7 +67,13 @@ def client_frame(payload: bytes, text: bool = True) -> bytes:
         head = _PACK_H(head1, 0x80 | 126, n)
     else:
         head = _PACK_Q(head1, 0x80 | 127, n)
-    mask = _masks.take()
+    masks = _masks  # MaskSource.take, inlined: this runs for every order
+    pos = masks._pos
+    if pos + 4 > len(masks._buf):
+        masks._buf = os.urandom(masks._block)
+        pos = 0
+    masks._pos = pos + 4
+    mask = masks._buf[pos : pos + 4]
     return head + mask + apply_mask(payload, mask)
 
 
@@ -295,6 +301,8 @@ class ReconnectingWebSocket:
         self.settings = settings or WsSettings()
         self.ws: DirectConnection | None = None
         self.connected = asyncio.Event()
+        #: the connection while ``connected`` is set (the hot path reads this, not the event)
+        self.live: DirectConnection | None = None
         self.connects = 0
         self.attempts = 0
         self.handler_errors = 0
@@ -393,6 +401,7 @@ class ReconnectingWebSocket:
             self.log.info(f"WebSocket connected: {self.name} (connection {self.connects})")
             reason = await self._serve(ws)
             self.ws = None
+            self.live = None
             self.connected.clear()
             self.log.warning(f"WebSocket connection closed: {self.name}: {reason}")
             if self._on_close is not None:
@@ -427,6 +436,7 @@ class ReconnectingWebSocket:
         try:
             if self._on_open is not None:
                 await self._on_open(ws)
+            self.live = ws
             self.connected.set()
             recv = ws.recv
             while True:
