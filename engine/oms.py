@@ -84,7 +84,8 @@ class OrderManager:
         post_only: bool = False,
     ) -> Order:
         eng = self.engine
-        inst = eng.instruments[(venue, symbol)]
+        key = (venue, symbol)
+        inst = eng.instruments[key]
         now = eng.clock.now()
         if order_type is OrderType.LIMIT:
             px = inst.round_price(price, side) if math.isfinite(price) else 0
@@ -104,7 +105,7 @@ class OrderManager:
         )
         order.ts_tick = eng.ts_tick or now
         order.ts_decided = now
-        book = eng.books.get((venue, symbol))
+        book = eng.books.get(key)
         mid = book.mid if book is not None and book.valid else math.nan
         order.mid_at_decision = mid
         self.orders[order.client_order_id] = order

@@ -74,7 +74,7 @@ class Strategy:
     # --- actions -----------------------------------------------------------------------------
     @property
     def now(self) -> int:
-        return self.engine.clock.now()
+        return (self._engine or self.engine).clock.now()
 
     def book(self, symbol: str | None = None, venue: str | None = None) -> Book:
         return self.engine.books[(venue or self.venue, symbol or self.symbols[0])]
@@ -89,7 +89,7 @@ class Strategy:
         tif: TimeInForce = TimeInForce.GTC,
         post_only: bool = False,
     ) -> Order:
-        return self.engine.oms.submit(
+        return (self._engine or self.engine).oms.submit(
             self.strategy_id,
             venue or self.venue,
             symbol or self.symbols[0],
@@ -102,7 +102,7 @@ class Strategy:
         )
 
     def submit_market(self, side: Side, qty: float, symbol: str | None = None, venue: str | None = None) -> Order:
-        return self.engine.oms.submit(
+        return (self._engine or self.engine).oms.submit(
             self.strategy_id,
             venue or self.venue,
             symbol or self.symbols[0],
@@ -115,16 +115,16 @@ class Strategy:
         )
 
     def cancel(self, order: Order) -> None:
-        self.engine.oms.cancel(order)
+        (self._engine or self.engine).oms.cancel(order)
 
     def cancel_all(self, symbol: str | None = None) -> None:
         for order in self.open_orders(symbol):
             if not order.cancel_requested:
-                self.engine.oms.cancel(order)
+                (self._engine or self.engine).oms.cancel(order)
 
     def modify(self, order: Order, price: float | None = None, qty: float | None = None) -> Order:
         """Amend where the venue can; elsewhere cancel and replace (returns the live order)."""
-        return self.engine.oms.modify(order, price, qty)
+        return (self._engine or self.engine).oms.modify(order, price, qty)
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         return self.engine.oms.open_orders(self.strategy_id, symbol)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_binance_support import FIXTURES, verify_signature
 
 from venues.binance.signing import HmacSigner, encode_query, sign, sign_ws_params, signed_query, ws_payload
@@ -68,3 +70,25 @@ def test_keyed_signer_matches_the_vectors_every_time() -> None:
     ws_signer = HmacSigner(ws["secretKey"])
     pairs = dict(kv.split("=", 1) for kv in ws["payload_sorted_params"].split("&"))
     assert ws_signer.sign_ws_params(pairs) == ws["signature"] == ws_signer.sign_ws_params(pairs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(secret=st.text(min_size=1, max_size=100), prefix=st.text(max_size=150), rest=st.text(max_size=150))
+def test_signing_after_a_kept_prefix_is_the_same_hmac(secret: str, prefix: str, rest: str) -> None:
+    # keys longer than SHA-256's 64-byte block are hashed first (RFC 2104); non-ASCII text too
+    signer = HmacSigner(secret)
+    expected = sign(secret, prefix + rest)
+    assert signer.sign_after(prefix, rest) == expected
+    assert signer.sign_after(prefix, rest) == expected  # again, from the kept prefix state
+    assert signer.sign(prefix + rest) == expected
+
+
+def test_documented_vectors_through_a_kept_prefix() -> None:
+    rest, ws = VECTORS["rest_api"], VECTORS["ws_api"]
+    for secret, payload, signature in (
+        (rest["secretKey"], rest["payload"], rest["signature"]),
+        (ws["secretKey"], ws["payload_sorted_params"], ws["signature"]),
+    ):
+        signer = HmacSigner(secret)
+        for cut in (0, 1, 63, 64, 65, len(payload)):
+            assert signer.sign_after(payload[:cut], payload[cut:]) == signature

@@ -13,9 +13,12 @@ sends a new LIMIT IOC bid (``place``) or cancels and replaces a resting LIMIT_MA
 What is timed, with ``time.perf_counter_ns`` in this process:
 - *frame -> order*: from the moment the WebSocket layer hands a depth frame over (inside the
   socket's ``data_received``, before any decoding) to the return of the transport ``write`` that
-  puts the (new) order's bytes on the socket (a replace's cancel leaves in the same write). The
-  order socket's transport is wrapped (``venues.common.tap``) to take that time; nothing else
-  about the path changes.
+  takes the (new) order's bytes. On uvloop (the default) the transport sends what the loop
+  iteration's callbacks wrote in one system call once they return (a replace's cancel and new
+  order leave together); with ``--loop asyncio`` the write sends at once and the adapter corks
+  the order connections around each market event for the same effect. The order socket's
+  transport is wrapped (``venues.common.tap``) to take that time; nothing else about the path
+  changes.
 - *socket read -> order*: the same end, from the start of the ``data_received`` call that read
   the frame, for frames that came first in their read (later frames of a read also wait for the
   ones before them, which at ``speed=max`` says more about the replay's burst than about us).

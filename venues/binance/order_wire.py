@@ -37,7 +37,7 @@ class SignedTemplate:
     %-formatting: ``str.format`` costs several times as much for the same text.
     """
 
-    __slots__ = ("_json", "_payload", "_payload_order", "_query", "api_key", "slots")
+    __slots__ = ("_json", "_payload", "_payload_order", "_payload_pre", "_query", "_query_pre", "api_key", "slots")
 
     def __init__(self, params: Mapping[str, object], api_key: str, recv_window_ms: int) -> None:
         self.api_key = api_key
@@ -50,7 +50,7 @@ class SignedTemplate:
             parts.append(f"{key}=%s" if v is None else f"{key}={_lit(quote(param_str(v), safe=''))}")
         parts.append(f"recvWindow={recv_window_ms}")
         parts.append("timestamp=%d")
-        self._query = "&".join(parts)
+        self._query_pre, self._query = _split_constant(parts)
 
         # WS API: the signature covers the parameters sorted by name, apiKey included; the slots
         # come in a different order there, so the renderer reorders them (``_payload_order``)
@@ -67,7 +67,7 @@ class SignedTemplate:
                 order.append(self.slots.index(k))
             else:
                 payload.append(_lit(f"{k}={param_str(v)}"))
-        self._payload = "&".join(payload)
+        self._payload_pre, self._payload = _split_constant(payload)
         # None when the slots (and the timestamp after them) already come in sorted order, as they
         # do for the adapter's own orders: then nothing needs reordering per request
         self._payload_order = None if order == sorted(order) else tuple(order)
@@ -87,12 +87,29 @@ class SignedTemplate:
 
     def render_query(self, signer: HmacSigner, values: tuple[str, ...], ts_ms: int) -> str:
         """The signed REST query string; ``values`` in ``slots`` order."""
-        query = self._query % (*values, ts_ms)
-        return f"{query}&signature={signer.sign(query)}"
+        pre = self._query_pre
+        rest = self._query % (*values, ts_ms)
+        return f"{pre}{rest}&signature={signer.sign_after(pre, rest)}"
 
     def render_ws(self, signer: HmacSigner, method: str, rid: str, values: tuple[str, ...], ts_ms: int) -> bytes:
         """The WS API request frame's text; ``values`` in ``slots`` order."""
         every = (*values, ts_ms)
         order = self._payload_order
-        sig = signer.sign(self._payload % (every if order is None else tuple([every[i] for i in order])))
+        rest = self._payload % (every if order is None else tuple([every[i] for i in order]))
+        sig = signer.sign_after(self._payload_pre, rest)
         return (self._json % (rid, method, *every, sig)).encode()
+
+
+def _split_constant(parts: list[str]) -> tuple[str, str]:
+    """``"&".join(parts)`` (a %-format) as (the constant text before its first slot, unescaped;
+    the %-format of the rest): the signer hashes the constant part once per template."""
+    text = "&".join(parts)
+    i = 0
+    while True:
+        i = text.find("%", i)
+        if i < 0 or text[i + 1] != "%":
+            break
+        i += 2
+    if i < 0:
+        return text.replace("%%", "%"), ""
+    return text[:i].replace("%%", "%"), text[i:]

@@ -61,20 +61,47 @@ def sign_ws_params(secret: str, params: Mapping[str, object]) -> str:
 
 class HmacSigner:
     """``sign`` for one secret, keyed once: each signature copies a prepared HMAC state instead of
-    deriving the inner and outer keys again (the order hot path signs every request)."""
+    deriving the inner and outer keys again (the order hot path signs every request).
 
-    __slots__ = ("_base",)
+    ``sign_after(prefix, rest)`` signs ``prefix + rest`` from a state that has absorbed the key
+    and ``prefix`` already (RFC 2104 spelled out over SHA-256: ``H((K ^ opad) || H((K ^ ipad) ||
+    msg))``). An order template's payload starts with the same text every time (the apiKey and
+    the first parameter names), so only the part that changes is hashed per order.
+    """
+
+    __slots__ = ("_base", "_inner", "_outer", "_prefixed")
 
     def __init__(self, secret: str) -> None:
+        key = secret.encode()
         try:  # OpenSSL's HMAC object itself: its copy() skips the pure-Python wrapper
-            self._base: Any = _hashlib.hmac_new(secret.encode(), digestmod="sha256")
+            self._base: Any = _hashlib.hmac_new(key, digestmod="sha256")
         except (AttributeError, TypeError, ValueError):
-            self._base = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+            self._base = hmac.new(key, digestmod=hashlib.sha256)
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+        self._prefixed: dict[str, Any] = {}
 
     def sign(self, payload: str) -> str:
         m = self._base.copy()
         m.update(payload.encode())
         return m.hexdigest()
+
+    def sign_after(self, prefix: str, rest: str) -> str:
+        """``sign(prefix + rest)``, with the inner hash of the key and ``prefix`` kept per prefix."""
+        inner = self._prefixed.get(prefix)
+        if inner is None:
+            if len(self._prefixed) >= 64:  # templates are few; this only bounds a misuse
+                self._prefixed.clear()
+            inner = self._prefixed[prefix] = self._inner.copy()
+            inner.update(prefix.encode())
+        h = inner.copy()
+        h.update(rest.encode())
+        outer = self._outer.copy()
+        outer.update(h.digest())
+        return outer.hexdigest()
 
     def sign_ws_params(self, params: Mapping[str, object]) -> str:
         return self.sign(ws_payload(params))
@@ -82,6 +109,11 @@ class HmacSigner:
     def signed_query(self, params: Mapping[str, object]) -> str:
         query = encode_query(params)
         return f"{query}&signature={self.sign(query)}"
+
+
+_BLOCK = 64  # SHA-256's block size: the HMAC key is padded to it
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 @functools.lru_cache(maxsize=8)

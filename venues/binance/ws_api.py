@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,9 @@ from venues.common.ratelimit import RequestLimiter
 from venues.common.ws import DirectConnection, ReconnectingWebSocket, WsSettings
 
 _encode = msgspec.json.encode
+
+
+_SWEEP_S = 0.05  # how late an order timeout may fire at most
 
 
 class BinanceWsApi:
@@ -70,6 +74,8 @@ class BinanceWsApi:
         self._prefix = f"h{os.getpid() % 10000}x"
         self._ids = itertools.count(1)
         self._signer: HmacSigner | None = None
+        self._deadlines: deque[tuple[float, asyncio.Future[WsApiMessage]]] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
         self._signer_for: Credentials | None = None  # the credentials ``_signer`` was keyed from
         self.ws = ReconnectingWebSocket(
             name,
@@ -92,6 +98,10 @@ class BinanceWsApi:
     async def stop(self) -> None:
         await self.ws.stop()
         self._fail_pending("session stopped")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        self._deadlines.clear()
 
     @property
     def connected(self) -> bool:
@@ -225,7 +235,11 @@ class BinanceWsApi:
         """The response to a request sent with ``send_now``, checked (raises the adapter's errors)."""
         try:
             try:
-                msg = await asyncio.wait_for(fut, timeout_s or self.config.order_timeout_s)
+                if timeout_s is None or timeout_s == self.config.order_timeout_s:
+                    self._expire_at(fut)
+                    msg = await fut
+                else:
+                    msg = await asyncio.wait_for(fut, timeout_s)
             except TimeoutError:
                 raise OrderStateUnknown("no response in time", f"ws {method}") from None
         finally:
@@ -275,6 +289,31 @@ class BinanceWsApi:
         self._fail_pending(reason)
         for cb in self.on_disconnected:
             cb(reason)
+
+    def _expire_at(self, fut: asyncio.Future[WsApiMessage]) -> None:
+        """Fail ``fut`` with ``TimeoutError`` if no answer came within ``order_timeout_s``.
+
+        Every order waits with the same timeout, so deadlines come in order: one deque and one
+        sweep at most every ``_SWEEP_S`` replace a timer, a waiter future and a callback per
+        order (``asyncio.wait_for``), several microseconds of CPU per order. A timeout may fire
+        up to ``_SWEEP_S`` late."""
+        loop = asyncio.get_running_loop()
+        deadlines = self._deadlines
+        deadlines.append((loop.time() + self.config.order_timeout_s, fut))
+        if self._sweeper is None:
+            self._sweeper = loop.call_at(deadlines[0][0], self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        deadlines = self._deadlines
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while deadlines and (deadlines[0][0] <= now or deadlines[0][1].done()):
+            fut = deadlines.popleft()[1]
+            if not fut.done():
+                fut.set_exception(TimeoutError())
+        if deadlines:
+            self._sweeper = loop.call_at(max(deadlines[0][0], now + _SWEEP_S), self._sweep)
 
     def _fail_pending(self, reason: str) -> None:
         pending, self._pending = self._pending, {}
