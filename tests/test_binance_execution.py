@@ -89,7 +89,8 @@ async def test_submit_is_non_blocking_and_ack_becomes_accepted() -> None:
         o = order("6gCrw2kRUAF9CvJDGP16IP", post_only=True)
         t0 = time.perf_counter()
         ex.submit_order(o)
-        assert time.perf_counter() - t0 < 0.005 and sink.reports == []  # nothing awaited in the caller
+        # nothing awaited in the caller: no report yet, and back at once (a bound loose enough for a loaded CI)
+        assert time.perf_counter() - t0 < 0.05 and sink.reports == []
         await ex.drain()
         await rest.close()
     sent = desk.sent("POST")[0]
