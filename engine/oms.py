@@ -61,14 +61,12 @@ class OrderManager:
         self._prefixes: dict[str, str] = {}
 
     # --- ids ---------------------------------------------------------------------------------
-    def _client_id(self, strategy_id: str) -> str:
-        # Binance allows ^[a-zA-Z0-9-_]{1,36}$; a run-unique counter keeps ids deterministic
-        self._next_id += 1
-        prefix = self._prefixes.get(strategy_id)
-        if prefix is None:
-            prefix = "".join(c if c.isalnum() or c in "-_" else "_" for c in strategy_id)[:22]
-            self._prefixes[strategy_id] = prefix
-        return f"{prefix}-{self._next_id}"
+    def _prefix(self, strategy_id: str) -> str:
+        # client ids are "<prefix>-<n>": Binance allows ^[a-zA-Z0-9-_]{1,36}$, and a run-unique
+        # counter keeps them deterministic
+        prefix = "".join(c if c.isalnum() or c in "-_" else "_" for c in strategy_id)[:22]
+        self._prefixes[strategy_id] = prefix
+        return prefix
 
     # --- commands ----------------------------------------------------------------------------
     def submit(
@@ -91,8 +89,12 @@ class OrderManager:
             px = inst.round_price(price, side) if math.isfinite(price) else 0
         else:
             px = 0
+        self._next_id += 1
+        prefix = self._prefixes.get(strategy_id)  # ``_client_id``, inlined for the order path
+        if prefix is None:
+            prefix = self._prefix(strategy_id)
         order = Order(
-            self._client_id(strategy_id),
+            f"{prefix}-{self._next_id}",
             strategy_id,
             venue,
             symbol,

@@ -311,7 +311,10 @@ class RiskEngine:
                     return self._fail(order, "strategy_halted", 0.0, 0.0, t0)
 
         pf = self.portfolio
-        spec = pf.spec(instrument)
+        # the portfolio's own lookups (spec, find, free), inlined: this runs for every order
+        spec = pf._specs.get(id(instrument))
+        if spec is None or spec.instrument is not instrument:
+            spec = pf.spec(instrument)
         is_limit = order.order_type is _LIMIT and order.price > 0
         mid_ok = 0.0 < mid < _INF  # False for NaN too
         if is_limit:
@@ -339,7 +342,7 @@ class RiskEngine:
                 return self._fail(order, "price_band", dev, band, t0)
 
         buy = order.side is _BUY
-        pos = pf.find(sid, order.venue, order.symbol)
+        pos = pf._positions.get((sid, order.venue, order.symbol))
         q = pos.qty if pos is not None else 0
         max_pos = lim.max_position_usd
         max_glob = glob.max_global_position_usd
@@ -390,7 +393,8 @@ class RiskEngine:
             asset, need = spec.hold(buy, px, qty, q, lim.leverage, fee_rate)
             if need > 0.0:
                 if spec.spot:
-                    have = pf.free(order.venue, asset)
+                    free = pf._free.get(order.venue)
+                    have = free.get(asset, 0.0) if free is not None else 0.0
                 else:
                     have = pf.available_margin(order.venue, asset, lim.leverage)
                 if have < need:

@@ -14,6 +14,7 @@ from test_binance_book_sync import BTC, Harness, capture_lines
 from engine.book import Book, BookSet
 from venues.binance.book_sync import SYNCED
 from venues.binance.decode import DepthDiff, MarketFrameDecoder, decode_snapshot
+from venues.binance.depth_apply import apply_depth
 from venues.binance.symbols import SymbolMap
 
 _DATA = b'","data":'
@@ -85,6 +86,8 @@ def test_fast_path_builds_the_same_book_as_the_general_path(capacity: int) -> No
         slow.sync.on_diff(ev)
         assert book_state(fast.book) == book_state(slow.book)
     assert taken >= len(frames) - 2  # everything but the bridging message after the snapshot
+    # after its first call the fast path calls the compiled entry point, not numba's dispatcher
+    assert fast.sync._apply_frame is not apply_depth
     assert fast.served == slow.served and len(fast.served) > 3000
     assert (fast.sync.applied, fast.sync.gaps) == (slow.sync.applied, 0)
     if capacity == 16:

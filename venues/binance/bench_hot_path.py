@@ -205,16 +205,16 @@ class Probe:
         clock = time.perf_counter_ns
 
         def timed(frame: bytes, ts: int) -> None:
-            t0 = clock()
-            c = conn()
-            first_in_read = c.chunk_index == 0
-            read_ns = c.chunk_ns
             self._first = self._last = 0
             self._in_frame = True
+            t0 = clock()  # the probe's own bookkeeping stays outside the timed span
             try:
                 inner(frame, ts)
             finally:
                 self._in_frame = False
+            c = conn()  # the reader counts a frame after its handler returns: still this one's
+            first_in_read = c.chunk_index == 0
+            read_ns = c.chunk_ns
             if not self._last:
                 if b"@depth" in frame[:40]:
                     s.depth_frames += 1

@@ -44,6 +44,7 @@ from venues.binance.depth_apply import (
     R_TOP,
     RES_LEN,
     apply_depth,
+    compiled_apply,
     scratch_for,
 )
 from venues.binance.numbers import SCALE
@@ -100,6 +101,7 @@ class BookSync:
         self._scratch = scratch_for(_SCRATCH_BYTES)
         self._scratch_bytes = _SCRATCH_BYTES
         self._res = np.zeros(RES_LEN, dtype=np.int64)
+        self._apply_frame: Callable[..., int] = apply_depth  # its compiled entry after the first call
 
     # --- the fast path -----------------------------------------------------------------------
     def on_frame(self, frame: bytes, lo: int, hi: int, ts_recv: int) -> bool:
@@ -114,10 +116,13 @@ class BookSync:
         book = self.book
         bs = book.books
         res = self._res
-        status = apply_depth(
+        apply = self._apply_frame if type(frame) is bytes else apply_depth  # the entry takes bytes only
+        status = apply(
             frame, lo, hi, self._scratch, self.scale, bs.lad, bs.keys, bs.sizes, bs.cnt, bs.dead, bs.meta,
             book.idx, book.update_id, res,
         )  # fmt: skip
+        if apply is apply_depth:
+            self._apply_frame = compiled_apply()
         if status != APPLIED:
             if status != FULL_STOP:
                 return False

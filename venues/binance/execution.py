@@ -275,7 +275,8 @@ class BinanceExecutionClient:
         # enum members hash in Python (Enum.__hash__); their ids are as unique and hash in C
         key = (f.wire, order.side, id(order.order_type), id(order.tif), order.post_only)
         tpl = self._templates.get(key)
-        if tpl is None or self._creds() is not self._templates_for:
+        api = self.ws_api  # ``_creds()``, inlined
+        if tpl is None or (self.rest if api is None else api).credentials is not self._templates_for:
             tpl = self._template(key, self._order_shape(order, f))
         return tpl
 
