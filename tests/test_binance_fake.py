@@ -401,6 +401,34 @@ async def test_lost_ack_with_user_stream_reports_once() -> None:
     assert [i.kind for i in sink.incidents] == ["order_state_unknown"]
 
 
+async def test_ws_api_order_timeouts_swept_and_answered_waits_released() -> None:
+    """Order answers over the WS API wait without a timer each: one sweep fails the request whose
+    answer never came (so it is queried), and releases the ones that were answered."""
+    market = Market()
+    sink = Sink()
+    async with (
+        FakeBinance(data=DATA, api_key=API_KEY, api_secret=API_SECRET, start="manual", balances=BALANCES) as fb,
+        adapter(fb, market, sink, order_timeout_s=0.4, order_entry="ws") as a,
+    ):
+        await fb.advance(500)
+        ex, api = a.execution, a.ws_api
+        bid = fb.book("BTCUSDT").best_bid_fixed
+        tick = a.filters["BTC-USDT"].tick
+        fb.lose_next_acks(1, "drop")
+        orders = [mk(f"sweep-{i}", Side.BUY, bid - (300 + i) * tick, parse_fixed("0.001")) for i in range(20)]
+        t0 = time.monotonic()
+        for o in orders:
+            ex.submit_order(o)
+        await ex.drain()
+        waited = time.monotonic() - t0
+        await asyncio.sleep(0.2)  # a few sweeps after the last answer
+        assert len(api._deadlines) == 0 and api.in_flight == 0
+    assert 0.4 <= waited < 5.0  # the lost answer was given up after order_timeout_s, then queried
+    assert all(ev.ACCEPTED in sink.kinds(o.client_order_id) for o in orders)
+    assert [i.kind for i in sink.incidents] == ["order_state_unknown"]
+    assert "no response in time" in sink.incidents[0].detail and "ws order.place" in sink.incidents[0].detail
+
+
 async def test_fake_errors_map_to_the_guide() -> None:
     async with (
         FakeBinance(data=DATA, api_key=API_KEY, api_secret=API_SECRET, start="manual") as fb,

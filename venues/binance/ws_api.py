@@ -44,7 +44,7 @@ from venues.common.ws import DirectConnection, ReconnectingWebSocket, WsSettings
 _encode = msgspec.json.encode
 
 
-_SWEEP_S = 0.05  # how late an order timeout may fire at most
+_SWEEP_S = 0.05  # how often answered and timed-out requests are swept; how late a timeout may fire
 
 
 class BinanceWsApi:
@@ -293,27 +293,26 @@ class BinanceWsApi:
     def _expire_at(self, fut: asyncio.Future[WsApiMessage]) -> None:
         """Fail ``fut`` with ``TimeoutError`` if no answer came within ``order_timeout_s``.
 
-        Every order waits with the same timeout, so deadlines come in order: one deque and one
-        sweep at most every ``_SWEEP_S`` replace a timer, a waiter future and a callback per
-        order (``asyncio.wait_for``), several microseconds of CPU per order. A timeout may fire
-        up to ``_SWEEP_S`` late."""
+        Every order waits with the same timeout, so deadlines come in order: one deque swept every
+        ``_SWEEP_S`` while requests are in flight replaces a timer, a waiter future and a callback
+        per order (``asyncio.wait_for``), several microseconds of CPU per order. A timeout may
+        fire up to ``_SWEEP_S`` late; answered requests leave the deque at the next sweep."""
         loop = asyncio.get_running_loop()
-        deadlines = self._deadlines
-        deadlines.append((loop.time() + self.config.order_timeout_s, fut))
+        self._deadlines.append((loop.time() + self.config.order_timeout_s, fut))
         if self._sweeper is None:
-            self._sweeper = loop.call_at(deadlines[0][0], self._sweep)
+            self._sweeper = loop.call_later(_SWEEP_S, self._sweep)
 
     def _sweep(self) -> None:
         self._sweeper = None
         deadlines = self._deadlines
         loop = asyncio.get_running_loop()
         now = loop.time()
-        while deadlines and (deadlines[0][0] <= now or deadlines[0][1].done()):
+        while deadlines and (deadlines[0][1].done() or deadlines[0][0] <= now):
             fut = deadlines.popleft()[1]
             if not fut.done():
                 fut.set_exception(TimeoutError())
         if deadlines:
-            self._sweeper = loop.call_at(max(deadlines[0][0], now + _SWEEP_S), self._sweep)
+            self._sweeper = loop.call_later(_SWEEP_S, self._sweep)
 
     def _fail_pending(self, reason: str) -> None:
         pending, self._pending = self._pending, {}
