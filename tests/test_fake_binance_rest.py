@@ -424,13 +424,14 @@ async def test_slow_ack(fb, client) -> None:
     fb.set_ack_delay(300)
     t0 = time.monotonic()
     status, _, body = await client.signed("POST", "/api/v3/order", order)
-    assert status == 200 and time.monotonic() - t0 >= 0.3
+    delayed = time.monotonic() - t0
+    assert status == 200 and delayed >= 0.3
     # the order was live before its ack arrived
     assert fb.exchange.orders[body["orderId"]].time <= int(time.time() * 1000) - 250
     fb.set_ack_delay(0)
     t0 = time.monotonic()
     await client.signed("POST", "/api/v3/order", order)
-    assert time.monotonic() - t0 < 0.3
+    assert time.monotonic() - t0 < delayed - 0.2  # the delay is gone (compared, for a loaded CI)
 
 
 async def test_book_keeps_replaying_under_orders(fb, client) -> None:
