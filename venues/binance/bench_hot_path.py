@@ -103,6 +103,26 @@ FAKE_SPEED: str | float = "max"
 
 
 # --- the fake, in its own process ----------------------------------------------------------------
+def fake_binance(data: list[str], key: str, secret: str, start: str = "subscribe") -> Any:
+    """The fake with limits out of the way: at speed=max this process sends thousands of orders a
+    second. ``start="subscribe"``: the replay starts when the client's feed subscribes."""
+    from sim.fake_binance.server import FakeBinance
+
+    big = 10**9
+    return FakeBinance(
+        data=data,
+        api_key=key,
+        api_secret=secret,
+        speed=FAKE_SPEED,
+        start=start,
+        balances={"BTC": "1000", "USDT": "1000000000"},
+        weight_limit=big,
+        orders_per_10s=big,
+        orders_per_day=big,
+        max_incoming_per_s=None,
+    )
+
+
 def _pin(cpu: int | None) -> None:
     """Keep a process on one CPU (where the OS allows it): no migrations between the two sides."""
     if cpu is not None and hasattr(os, "sched_setaffinity"):
@@ -114,21 +134,7 @@ def _serve_fake(pipe: Connection, data: list[str], key: str, secret: str, cpu: i
     _pin(cpu)
 
     async def main() -> None:
-        from sim.fake_binance.server import FakeBinance
-
-        big = 10**9
-        async with FakeBinance(
-            data=data,
-            api_key=key,
-            api_secret=secret,
-            speed=FAKE_SPEED,
-            start="subscribe",  # the replay starts when the client's feed subscribes
-            balances={"BTC": "1000", "USDT": "1000000000"},
-            weight_limit=big,
-            orders_per_10s=big,
-            orders_per_day=big,
-            max_incoming_per_s=None,
-        ) as fb:
+        async with fake_binance(data, key, secret) as fb:
             pipe.send((fb.rest_url, fb.ws_url, fb.ws_api_url))
             loop = asyncio.get_running_loop()
             while True:
@@ -282,28 +288,10 @@ class Run:
         return f"{what}, {how}"
 
 
-async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samples: Samples) -> dict:
-    loop = asyncio.get_running_loop()
+def build_engine(loop: asyncio.AbstractEventLoop, inst: Any, mode: str, log_orders: bool) -> tuple[Engine, Book]:
+    """The measured engine: live clock, every risk limit on, no event log, one ``TickQuoter``."""
     from engine.runners.paper import AsyncScheduler
 
-    cfg = _config(urls, run_.entry)
-    adapter = BinanceAdapter(cfg, creds)
-    instruments = await adapter.load_instruments()
-    inst = instruments[SYMBOL]
-    probe = Probe(samples, run_.warmup)
-    first_sample = len(samples.frame_to_order)
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    pool = adapter.rest.open_order_connections()
-    assert pool is not None
-    # at speed=max the fake answers orders slower than this process sends them; deep pipelining
-    # keeps every order on the measured path (live, the rate limits keep a few in flight)
-    pool.max_in_flight = 1_000_000
-    end = loop.time() + 10
-    while len(pool.conns) < pool.size and loop.time() < end:
-        await asyncio.sleep(0.01)
-    if run_.entry == "rest":
-        for c in pool.conns:
-            c.transport = TransportTap(c.transport, probe.on_write)
     clock = LiveClock()
     portfolio = Portfolio({"binance": {"USDT": 1e9, "BTC": 1e3}})
     limits = RiskLimits(
@@ -322,12 +310,36 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
         portfolio,
         risk,
         Recorder(None),
-        log_orders=run_.log_orders,
+        log_orders=log_orders,
     )
     book = Book(inst)
     engine.add_book(book)
-    params = {"offset_bps": 100, "qty": 0.001, "mode": run_.mode}
+    params = {"offset_bps": 100, "qty": 0.001, "mode": mode}
     engine.add_strategy(TickQuoter("hot_path", "binance", [SYMBOL], params))
+    return engine, book
+
+
+async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samples: Samples) -> dict:
+    loop = asyncio.get_running_loop()
+    cfg = _config(urls, run_.entry)
+    adapter = BinanceAdapter(cfg, creds)
+    instruments = await adapter.load_instruments()
+    inst = instruments[SYMBOL]
+    probe = Probe(samples, run_.warmup)
+    first_sample = len(samples.frame_to_order)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    pool = adapter.rest.open_order_connections()
+    assert pool is not None
+    # at speed=max the fake answers orders slower than this process sends them; deep pipelining
+    # keeps every order on the measured path (live, the rate limits keep a few in flight)
+    pool.max_in_flight = 1_000_000
+    end = loop.time() + 10
+    while len(pool.conns) < pool.size and loop.time() < end:
+        await asyncio.sleep(0.01)
+    if run_.entry == "rest":
+        for c in pool.conns:
+            c.transport = TransportTap(c.transport, probe.on_write)
+    engine, book = build_engine(loop, inst, run_.mode, run_.log_orders)
     with trading_gc(run_.gc_threshold):  # what the paper and live runners do
         await adapter.start(engine.on_book, engine.on_trade, sink=engine, books={SYMBOL: book})
         # from here to the first await nothing can arrive: the feed's task has not run yet
@@ -366,21 +378,7 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
 
 
 async def _inline_round(data: list[Path], creds: Credentials, run_: Run, samples: Samples) -> dict:
-    from sim.fake_binance.server import FakeBinance
-
-    big = 10**9
-    async with FakeBinance(
-        data=[str(p) for p in data],
-        api_key=creds.api_key,
-        api_secret=creds.api_secret,
-        speed=FAKE_SPEED,
-        start="subscribe",
-        balances={"BTC": "1000", "USDT": "1000000000"},
-        weight_limit=big,
-        orders_per_10s=big,
-        orders_per_day=big,
-        max_incoming_per_s=None,
-    ) as fb:
+    async with fake_binance([str(p) for p in data], creds.api_key, creds.api_secret) as fb:
         return await _round(creds, (fb.rest_url, fb.ws_url, fb.ws_api_url), run_, samples)
 
 

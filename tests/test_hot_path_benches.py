@@ -1,0 +1,39 @@
+"""The hot-path benchmarks run on a clean checkout and print what their READMEs quote (tiny runs:
+the figures themselves come from full runs, not from tests)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from test_binance_support import CAPTURE
+
+from venues.binance import bench_breakdown, bench_hot_path
+
+DAY = CAPTURE / "btcusdt_20240808.gz"
+P50 = re.compile(r"n=\s*(\d+)\s+p50=\s*([\d.]+) us")
+
+
+def test_hot_path_bench_prints_percentiles(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--ticks", "300", "--warmup", "50", "--max-rounds", "1", "--entry", "ws", "--mode", "replace"]
+    assert bench_hot_path.main([*args, "--data", str(DAY)]) == 0
+    out = capsys.readouterr().out
+    frame_line = next(line for line in out.splitlines() if "frame handed over -> order bytes written" in line)
+    n, p50 = P50.search(frame_line).groups()  # type: ignore[union-attr]
+    assert int(n) >= 300 and 0 < float(p50) < 100_000
+    assert "p99=" in frame_line and "p99.9=" in frame_line and "reference loop" in out
+
+
+def test_breakdown_times_spans_and_counts_work(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_breakdown.main(["--ticks", "200", "--spans", "--data", str(DAY)]) == 0
+    out = capsys.readouterr().out
+    total = re.search(r"n=(\d+) p50=([\d.]+) us", out)
+    assert total is not None and int(total.group(1)) == 200 and float(total.group(2)) > 0
+    spans = re.findall(r"->\s+(.+?)\s+p50\s+([-\d.]+) us", out)
+    names = {name.strip() for name, _ in spans}
+    assert {"risk done", "render + sign done", "written"} <= names
+    assert bench_breakdown.main(["--count", "--data", str(DAY)]) == 0
+    counted = capsys.readouterr().out
+    per_tick = re.search(r"per tick: (\d+) bytecodes, (\d+) Python calls", counted)
+    assert per_tick is not None and int(per_tick.group(1)) > 500 and int(per_tick.group(2)) > 10
+    assert "risk.py:check" in counted
