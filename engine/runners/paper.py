@@ -28,7 +28,7 @@ from engine.clock import LiveClock
 from engine.engine import Engine
 from engine.errors import ConfigError
 from engine.events import Trade
-from engine.gcpolicy import trading_gc
+from engine.gcpolicy import thread_switch, trading_gc
 from engine.logs import get_logger, setup_logging
 from engine.model import Instrument
 from engine.portfolio import Portfolio
@@ -200,7 +200,7 @@ async def run_paper(
         streams = {s: i for i, s in enumerate(symbols)}
         books = BookSet(len(symbols))
         book_objs = {s: Book(instruments[("binance", s)], books, i) for s, i in streams.items()}
-        recorder = Recorder(run_dir)
+        recorder = Recorder(run_dir, background=True)  # a full buffer must not stall the feed
         portfolio = Portfolio(spec.balances)
         risk = RiskEngine(spec.risk, portfolio, spec.strategy_risk)
         engine = Engine(
@@ -261,7 +261,7 @@ async def run_paper(
         for sync in md.syncs.values():
             sync.on_apply = kernel.on_apply
         t0 = time.perf_counter()
-        with trading_gc():
+        with trading_gc(), thread_switch():  # the recorder writes from a thread of its own
             engine.start()
             task = md.start()
             if ready is not None:
