@@ -677,6 +677,16 @@ class Book:
     def best_ask_size(self) -> float:
         return self.best_ask_size_fixed * self._smul
 
+    def top(self) -> tuple[float, float, float, float]:
+        """(best bid, best ask, their sizes) in one call: the four properties at once."""
+        pm, sm = self._pmul, self._smul
+        return (
+            self.best_bid_fixed * pm,
+            self.best_ask_fixed * pm,
+            self.best_bid_size_fixed * sm,
+            self.best_ask_size_fixed * sm,
+        )
+
     @property
     def mid(self) -> float:
         if not (self.best_bid_fixed and self.best_ask_fixed):

@@ -141,6 +141,7 @@ class Engine:
         mid = book.mid
         self.portfolio.mark(book.venue, book.symbol, mid)
         if self.recorder.enabled:
+            bid, ask, bid_size, ask_size = book.top()
             self.recorder.add(
                 "market",
                 (
@@ -148,10 +149,10 @@ class Engine:
                     book.ts_event,
                     book.venue,
                     book.symbol,
-                    book.best_bid,
-                    book.best_ask,
-                    book.best_bid_size,
-                    book.best_ask_size,
+                    bid,
+                    ask,
+                    bid_size,
+                    ask_size,
                     mid,
                     book.update_id,
                     feed_latency_ns,
@@ -253,9 +254,14 @@ class Engine:
         rec = self.recorder
         if not rec.enabled:
             return
-        inst = self.instruments[(o.venue, o.symbol)]
-        book = self.books.get((o.venue, o.symbol))
+        key = (o.venue, o.symbol)
+        inst = self.instruments[key]
+        book = self.books.get(key)
         mid = book.mid if book is not None and book.valid else NAN
+        # Instrument.price/size and Enum.value, spelled out: every order event of a live session
+        # passes here, the submit before its bytes leave (``.value`` is a Python-level descriptor)
+        pdiv = 10**inst.price_scale
+        sdiv = 10**inst.size_scale
         rec.add(
             "orders",
             (
@@ -267,13 +273,13 @@ class Engine:
                 o.client_order_id,
                 o.venue_order_id,
                 "buy" if o.side > 0 else "sell",
-                o.order_type.value,
-                o.tif.value,
-                inst.price(o.price),
-                inst.size(o.qty),
-                inst.size(o.filled),
-                inst.size(o.qty - o.filled),
-                o.status.value,
+                o.order_type._value_,
+                o.tif._value_,
+                o.price / pdiv,
+                o.qty / sdiv,
+                o.filled / sdiv,
+                (o.qty - o.filled) / sdiv,
+                o.status._value_,
                 reason or o.reason,
                 code,
                 o.ts_tick,

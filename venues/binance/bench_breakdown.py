@@ -1,7 +1,7 @@
 """Where a tick's time goes: the live hot path replayed in-process, one depth frame per loop turn.
 
     python -m venues.binance.bench_breakdown [--ticks 6000] [--entry ws|rest] [--mode place|replace]
-                                              [--back-to-back] [--spans] [--count]
+                                              [--back-to-back] [--spans] [--count] [--record]
 
 ``bench_hot_path`` measures the path as it runs (the fake in its own process, frames as they come
 off the socket). This tool trades that realism for a steadier, finer view: the fake runs on this
@@ -15,6 +15,7 @@ process handles the answer. The same stack and strategy as ``bench_hot_path`` (`
   finds the caches as the previous one left them: the same code, warm;
 - ``--spans``: timing wrappers on the path's functions and the P50 of each span between them
   (the wrappers add a fraction of a microsecond each);
+- ``--record``: with the event log written, as paper and live trading write it;
 - ``--count``: CPython bytecodes and Python/C calls per tick (``sys.settrace``/``sys.setprofile``
   over 50 ticks), by function: a measure of the path's work that no machine noise moves.
 """
@@ -29,6 +30,7 @@ import gzip
 import itertools
 import secrets
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -170,7 +172,9 @@ async def _replay(args: argparse.Namespace, frames: list[bytes]) -> dict[str, An
         pool = adapter.rest.open_order_connections()
         assert pool is not None
         pool.max_in_flight = 1_000_000
-        engine, book = hot.build_engine(loop, inst, args.mode, log_orders=False)
+        log_dir = tempfile.TemporaryDirectory(prefix="hft-bench-") if args.record else None
+        run_dir = Path(log_dir.name) if log_dir is not None else None
+        engine, book = hot.build_engine(loop, inst, args.mode, log_orders=False, run_dir=run_dir)
         written = [0]
 
         def on_write(_n: int, now: int) -> None:
@@ -198,6 +202,9 @@ async def _replay(args: argparse.Namespace, frames: list[bytes]) -> dict[str, An
             finally:
                 engine.stop()
                 await adapter.stop()
+                engine.recorder.close()
+                if log_dir is not None:
+                    log_dir.cleanup()
 
 
 async def _until(cond: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
@@ -259,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--back-to-back", action="store_true", help="no loop turns between 49 of 50 ticks (warm)")
     ap.add_argument("--spans", action="store_true", help="time the spans between the path's functions")
     ap.add_argument("--count", action="store_true", help="count bytecodes and calls per tick instead of timing")
+    ap.add_argument("--record", action="store_true", help="write the event log, as paper and live trading do")
     ap.add_argument("--data", type=Path, default=hot.DEFAULT_DATA, help="capture file or directory")
     args = ap.parse_args(argv)
     if not args.data.exists():
@@ -268,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     frames = depth_frames(args.data)
     ref = hot.reference_ms()
     res = run(_replay(args, frames))
-    print(f"in-process replay: {args.entry} {args.mode}, reference loop {ref:.0f} / {hot.reference_ms():.0f} ms")
+    log = "on" if args.record else "off"
+    ref_after = hot.reference_ms()
+    print(f"in-process replay: {args.entry} {args.mode}, event log {log}, reference {ref:.0f} / {ref_after:.0f} ms")
     if args.count:
         c: OpCounter = res["counter"]
         k = res["ticks"]

@@ -1,6 +1,6 @@
 """Tick-to-order latency of the live hot path, measured inside the process against the fake Binance.
 
-    python -m venues.binance.bench_hot_path [--ticks 10000] [--entry ws,rest] [--mode place,replace]
+    python -m venues.binance.bench_hot_path [--ticks 10000] [--entry ws,rest] [--mode place,replace] [--record]
 
 The fake (``sim.fake_binance``) runs in a child process (its own core and event loop) and replays
 the real BTCUSDT capture at ``speed=max``: depth diffs, trades and bookTickers as fast as this
@@ -36,6 +36,7 @@ import multiprocessing as mp
 import os
 import secrets
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -280,6 +281,7 @@ class Run:
     inline: bool = False
     loop: str = "uvloop"  # "uvloop" | "asyncio"
     pin: bool = True  # this process on CPU 0, the fake on CPU 1 (when there are two)
+    record: bool = False  # write the event log, as paper and live trading do
 
     @property
     def label(self) -> str:
@@ -288,8 +290,11 @@ class Run:
         return f"{what}, {how}"
 
 
-def build_engine(loop: asyncio.AbstractEventLoop, inst: Any, mode: str, log_orders: bool) -> tuple[Engine, Book]:
-    """The measured engine: live clock, every risk limit on, no event log, one ``TickQuoter``."""
+def build_engine(
+    loop: asyncio.AbstractEventLoop, inst: Any, mode: str, log_orders: bool, run_dir: Path | None = None
+) -> tuple[Engine, Book]:
+    """The measured engine: live clock, every risk limit on, one ``TickQuoter``; the event log
+    goes to ``run_dir`` (written as paper trading writes it), or nowhere."""
     from engine.runners.paper import AsyncScheduler
 
     clock = LiveClock()
@@ -309,7 +314,7 @@ def build_engine(loop: asyncio.AbstractEventLoop, inst: Any, mode: str, log_orde
         {("binance", SYMBOL): inst},
         portfolio,
         risk,
-        Recorder(None),
+        Recorder(run_dir, background=True),
         log_orders=log_orders,
     )
     book = Book(inst)
@@ -339,7 +344,9 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
     if run_.entry == "rest":
         for c in pool.conns:
             c.transport = TransportTap(c.transport, probe.on_write)
-    engine, book = build_engine(loop, inst, run_.mode, run_.log_orders)
+    log_dir = tempfile.TemporaryDirectory(prefix="hft-bench-") if run_.record else None
+    run_dir = Path(log_dir.name) if log_dir is not None else None
+    engine, book = build_engine(loop, inst, run_.mode, run_.log_orders, run_dir)
     with trading_gc(run_.gc_threshold):  # what the paper and live runners do
         await adapter.start(engine.on_book, engine.on_trade, sink=engine, books={SYMBOL: book})
         # from here to the first await nothing can arrive: the feed's task has not run yet
@@ -361,6 +368,9 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
         finally:
             engine.stop()
             await adapter.stop()
+            engine.recorder.close()
+            if log_dir is not None:
+                log_dir.cleanup()
     return {
         "ticks": probe.round_ticks,
         "orders": engine.oms.submitted,
@@ -461,6 +471,11 @@ def main(argv: list[str] | None = None) -> int:
         help="do not pin this process and the fake to one CPU each (default: pinned when there are two or more)",
     )
     ap.add_argument(
+        "--record",
+        action="store_true",
+        help="write the event log (to a temporary directory), as paper and live trading do",
+    )
+    ap.add_argument(
         "--fake",
         choices=("process", "inline"),
         default="process",
@@ -489,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"hot path: fake Binance (speed={args.speed}, {args.fake}) -> feed -> engine -> order socket; "
         f"loop={args.loop}, order log={'on' if args.log_orders else 'off'}, "
+        f"event log={'on' if args.record else 'off'}, "
         f"gen-0 GC threshold={args.gc_threshold or 'default'}"
     )
     status = 0
@@ -505,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.fake == "inline",
                 args.loop,
                 not args.no_pin,
+                args.record,
             )
             ref_before = reference_ms()
             samples, rounds = bench(args.data, cfg)
