@@ -10,7 +10,7 @@ backtest does not mind but a live feed would spend stalled. The thread converts 
 ``_SLICE`` rows, so it never holds the interpreter for long at a time. A write that fails is
 logged at ERROR (``errors.log``) when it happens and raised (``RecorderError``, naming the table
 and the file) by ``flush`` and ``close``; the rows it held stay in memory for ``close`` to write
-once more.
+once more (after the rows written since: read such a table ordered by ``seq``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ _log = get_logger("system")
 
 class RecorderError(HftError):
     """The event log could not be written."""
+
+
+def _columns(table: str, rows: list[tuple]) -> list[pa.Array]:
+    """``rows`` (tuples in schema order) as one Arrow array per column of ``table``."""
+    cols = list(zip(*rows, strict=True))
+    return [pa.array(col, type=field.type) for col, field in zip(cols, TABLES[table], strict=True)]
 
 
 class Recorder:
@@ -88,10 +94,7 @@ class Recorder:
         self._pending.append(self._pool.submit(self._write_background, table, buf))
 
     def _write(self, table: str, rows: list[tuple]) -> None:
-        schema = TABLES[table]
-        cols = list(zip(*rows, strict=True))
-        arrays = [pa.array(col, type=field.type) for col, field in zip(cols, schema, strict=True)]
-        self._write_table(table, pa.Table.from_arrays(arrays, schema=schema))
+        self._write_table(table, pa.Table.from_arrays(_columns(table, rows), schema=TABLES[table]))
 
     def _write_table(self, table: str, data: pa.Table) -> None:
         assert self.run_dir is not None
@@ -107,11 +110,10 @@ class Recorder:
         """On the writer thread: ``rows`` converted a slice at a time, written as one table."""
         schema = TABLES[table]
         try:
-            batches = []
-            for i in range(0, len(rows), _SLICE):
-                cols = list(zip(*rows[i : i + _SLICE], strict=True))
-                arrays = [pa.array(col, type=field.type) for col, field in zip(cols, schema, strict=True)]
-                batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            batches = [
+                pa.RecordBatch.from_arrays(_columns(table, rows[i : i + _SLICE]), schema=schema)
+                for i in range(0, len(rows), _SLICE)
+            ]
             with self._lock:
                 self._write_table(table, pa.Table.from_batches(batches, schema=schema))
         except Exception as exc:
