@@ -184,6 +184,7 @@ class Samples:
     frame_to_order: list[int] = field(default_factory=list)  # ns, to the new order's bytes
     frame_to_first: list[int] = field(default_factory=list)  # ns, to the first order write
     read_to_order: list[int] = field(default_factory=list)  # ns, frames first in their socket read
+    frame_to_sent: list[int] = field(default_factory=list)  # ns, to the end of the reading callback
     ticks: int = 0  # depth frames that wrote an order
     depth_frames: int = 0
     other_frames: int = 0
@@ -199,6 +200,13 @@ class Probe:
         self._in_frame = False
         self._first = 0
         self._last = 0
+        self._unsent: list[int] = []  # ticks of the current read, waiting for its callback to end
+
+    def read_done(self, now: int) -> None:
+        """The callback that read the last ticks returned: on uvloop their orders leave now."""
+        if self._unsent:
+            self.s.frame_to_sent.extend(now - t0 for t0 in self._unsent)
+            self._unsent.clear()
 
     def on_write(self, _nbytes: int, now: int) -> None:
         if self._in_frame:
@@ -220,6 +228,8 @@ class Probe:
             finally:
                 self._in_frame = False
             c = conn()  # the reader counts a frame after its handler returns: still this one's
+            if c.on_read_done is None:  # a new connection (the first, or after a reconnect)
+                c.on_read_done = self.read_done
             first_in_read = c.chunk_index == 0
             read_ns = c.chunk_ns
             if not self._last:
@@ -235,6 +245,7 @@ class Probe:
             s.ticks += 1
             s.frame_to_order.append(self._last - t0)
             s.frame_to_first.append(self._first - t0)
+            self._unsent.append(t0)
             if first_in_read:
                 s.read_to_order.append(self._last - read_ns)
 
@@ -538,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(line("frame handed over -> order bytes written", samples.frame_to_order))
             print(line("socket read -> order bytes (1st in read)", samples.read_to_order))
+            if cfg.loop == "uvloop":
+                print(line("frame handed over -> its read callback ends", samples.frame_to_sent))
     return status
 
 

@@ -24,6 +24,8 @@ from collections import deque
 from multidict import CIMultiDict
 from yarl import URL
 
+from venues.common.loop import QueuedSends
+
 Response = tuple[int, CIMultiDict[str], bytes]
 
 _MAX_HEAD = 64 * 1024
@@ -92,6 +94,7 @@ class Http1Connection(asyncio.Protocol):
             raise ConnectionError("connection is not open")
         fut: asyncio.Future[Response] = self.loop.create_future()
         self.pending.append(fut)
+        QueuedSends.count += 1
         if self._corked is not None:
             self._corked.append(data)
         else:

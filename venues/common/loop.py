@@ -33,6 +33,19 @@ def batches_writes(loop: asyncio.AbstractEventLoop) -> bool:
     return type(loop).__module__.startswith("uvloop")
 
 
+class QueuedSends:
+    """How many order requests the hot path has written (``count`` only grows).
+
+    On a loop that ``batches_writes`` a request written inside a socket's ``data_received`` stays
+    queued until the I/O callbacks of that loop iteration return: if the read that brought the
+    market frame holds a hundred more frames, the order waits for all of them. The frame reader
+    (``ws.DirectConnection``) compares the count around each frame it hands over and, when the
+    frame caused a request, returns to the loop and reads the rest of the data one turn later,
+    after the order has been sent."""
+
+    count = 0
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` on the best available loop."""
     with asyncio.Runner(loop_factory=new_event_loop) as runner:

@@ -29,6 +29,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from venues.common.backoff import ReconnectPolicy
+from venues.common.loop import QueuedSends, batches_writes
 
 try:
     from websockets.speedups import apply_mask
@@ -104,6 +105,7 @@ class DirectConnection(ClientConnection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        self._yield_for_sends = batches_writes(asyncio.get_running_loop())
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError, AttributeError):
@@ -113,12 +115,25 @@ class DirectConnection(ClientConnection):
     _rbuf: bytearray | None = None  # an incomplete frame at the end of the last read
     _need = 0  # bytes that frame needs in all (0 while its header is incomplete)
     _head_tail = b""  # the last bytes of the handshake response read so far
+    _yield_for_sends = False  # the loop sends queued writes only when its I/O callbacks return
+    _deferred: bytes | None = None  # the rest of a read, left for the next loop turn
+    _paused_for_send = False  # reading paused until that rest has been read
+    #: benchmarks: called with ``perf_counter_ns()`` when a read's callback returns (on a loop that
+    #: batches writes, when what the frames before it wrote leaves)
+    on_read_done: Callable[[int], None] | None = None
 
     def data_received(self, data: bytes) -> None:
+        if self._deferred is not None:  # the rest of the last read first, in order
+            self._resume()
+            if self._deferred is not None:  # it handed the loop back again: queue behind it
+                self._deferred += data
+                return
         self.chunk_ns = time.perf_counter_ns()
         self.chunk_index = 0
         if self._frames_here:
             self._read_frames(data)
+            if self.on_read_done is not None:
+                self.on_read_done(time.perf_counter_ns())
             return
         if self.on_frame is not None and self.protocol.state is _CONNECTING:
             # websockets reads the handshake response; the frames after it are ours
@@ -186,8 +201,13 @@ class DirectConnection(ClientConnection):
                 self._need = end - i
                 break
             if (b0 == 0x81 or b0 == 0x82) and handler is not None and not proto.expect_continuation_frame:
+                sends = QueuedSends.count
                 handler(data[i + head : end], wall())
                 self.chunk_index += 1
+                if QueuedSends.count != sends and self._yield_for_sends and end < n:
+                    # this frame sent an order: let the loop put it on the wire before the rest
+                    self._defer(data[end:])
+                    return
             else:
                 super().data_received(data[i:end])
                 if proto.state is not _OPEN:
@@ -198,6 +218,44 @@ class DirectConnection(ClientConnection):
             i = end
         if i < n:
             self._rbuf = bytearray(data[i:])
+
+    def _defer(self, rest: bytes) -> None:
+        """Leave ``rest`` for the next loop turn. Reading stops until then: libuv reads a stream
+        again and again while it has data (calling ``data_received`` each time) before the loop
+        gets to send anything."""
+        self._deferred = rest
+        if not self._paused_for_send:
+            self._paused_for_send = True
+            with contextlib.suppress(AttributeError, RuntimeError):
+                self.transport.pause_reading()
+        asyncio.get_running_loop().call_soon(self._resume_later)
+
+    def _resume(self) -> None:
+        """Read what a frame that sent an order left of its socket read."""
+        rest, self._deferred = self._deferred, None
+        if rest is None:
+            return
+        if self._frames_here:
+            self._read_frames(rest)
+        else:  # websockets took the stream over meanwhile (a close, an oversized frame)
+            super().data_received(rest)
+
+    def _resume_later(self) -> None:
+        if self._deferred is not None:
+            self._resume()
+            if self.on_read_done is not None:
+                self.on_read_done(time.perf_counter_ns())
+        if self._deferred is None and self._paused_for_send:
+            self._paused_for_send = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # frames that arrived before the end are still delivered, without handing the loop back
+        self._yield_for_sends = False
+        while self._deferred is not None:
+            self._resume()
+        super().connection_lost(exc)
 
     def process_event(self, event: object) -> None:
         handler = self.on_frame
@@ -237,6 +295,7 @@ class DirectConnection(ClientConnection):
         protocol = self.protocol
         if protocol.state is not _OPEN or protocol.expect_continuation_frame or self.send_in_progress is not None:
             raise ConnectionError("WebSocket is not open")
+        QueuedSends.count += 1
         corked = self._corked
         if corked is not None:
             corked.append(client_frame(data, text))
