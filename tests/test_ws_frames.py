@@ -12,7 +12,7 @@ import random
 import select
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from websockets.asyncio.client import connect
@@ -184,59 +184,92 @@ async def test_close_from_the_server_is_answered() -> None:
         assert got == [b"last"]
 
 
-def _order_sent_before_the_rest(loop_factory) -> list[tuple[bytes, bool]]:
-    """One socket read holds four frames; the second makes the handler send an order on another
-    connection (our HTTP/1.1 client). For every frame, whether the order's bytes had reached the
-    order server's socket by the time the frame was handled."""
-    from venues.common.http1 import Http1Connection
+class OrderRig:
+    """A market-data WebSocket (``RawServer``) read by ``DirectConnection`` and an order connection
+    (our HTTP/1.1 client) to a server socket nobody reads, so a test can see with ``on_wire``
+    whether an order's bytes have left. ``on_frame(rig, data)`` is the market-data handler; a
+    frame starting with ``order`` sends an order first."""
 
-    async def main() -> list[tuple[bytes, bool]]:
+    ORDER = b"POST /api/v3/order HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    def __init__(self, on_frame: Callable[[OrderRig, bytes], None]) -> None:
+        self.on_frame = on_frame
+        self.server = RawServer()
+
+    async def __aenter__(self) -> OrderRig:
+        from venues.common.http1 import Http1Connection
+
         loop = asyncio.get_running_loop()
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        _, order_conn = await loop.create_connection(
-            lambda: Http1Connection(loop), "127.0.0.1", listener.getsockname()[1]
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        _, self.order_conn = await loop.create_connection(
+            lambda: Http1Connection(loop), "127.0.0.1", self.listener.getsockname()[1]
         )
-        accepted, _ = listener.accept()  # the order server's end, read by nobody
-        seen: list[tuple[bytes, bool]] = []
+        self.accepted, _ = self.listener.accept()
 
-        def on_frame(data: bytes, _ts: int) -> None:
-            if data == b"order":
-                order_conn.request(b"POST /api/v3/order HTTP/1.1\r\nHost: x\r\n\r\n")
-            on_wire = bool(select.select([accepted], [], [], 0)[0])
-            seen.append((data, on_wire))
-
-        server = RawServer()
-        srv = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        def handler(data: bytes, _ts: int) -> None:
+            if data.startswith(b"order"):
+                self.order_conn.request(self.ORDER)
+            self.on_frame(self, data)
 
         def factory(protocol, **kw):
             conn = DirectConnection(protocol, **kw)
-            conn.on_frame = on_frame
+            conn.on_frame = handler
             return conn
 
-        port = srv.sockets[0].getsockname()[1]
-        ws = await connect(f"ws://127.0.0.1:{port}/", create_connection=factory, ping_interval=None)
-        assert server.writer is not None
-        server.writer.write(b"".join(server_frame(m) for m in (b"a", b"order", b"b", b"c")))  # one write
-        for _ in range(500):
-            if len(seen) == 4:
-                break
-            await asyncio.sleep(0.01)
-        server.writer.close()
-        await ws.close()
-        srv.close()
-        order_conn.abort("test over")
-        accepted.close()
-        listener.close()
-        return seen
+        self.srv = await asyncio.start_server(self.server.handle, "127.0.0.1", 0)
+        port = self.srv.sockets[0].getsockname()[1]
+        self.ws = await connect(f"ws://127.0.0.1:{port}/", create_connection=factory, ping_interval=None)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.server.writer is not None:
+            self.server.writer.close()
+        await self.ws.close()
+        self.srv.close()
+        self.order_conn.abort("test over")
+        self.accepted.close()
+        self.listener.close()
+
+    def on_wire(self) -> bool:
+        return bool(select.select([self.accepted], [], [], 0)[0])
+
+
+async def _until(cond: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+
+
+def _order_sent_before_the_rest(loop_factory, filler: int = 0) -> list[tuple[bytes, bool]]:
+    """One write holds four frames, the second of which sends an order, then ``filler`` bytes
+    of 64 KB frames (more than one socket read: libuv would read again at once). For every
+    frame, whether the order's bytes had reached the order server's socket when it was handled."""
+    seen: list[tuple[bytes, bool]] = []
+    frames = [server_frame(m) for m in (b"a", b"order", b"b", b"c")]
+    frames += [server_frame(b"f" * 65_000)] * (filler // 65_000)
+
+    async def main() -> None:
+        async with OrderRig(lambda rig, data: seen.append((data[:5], rig.on_wire()))) as rig:
+            assert rig.server.writer is not None
+            sock = rig.ws.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # room for more than one read
+            rig.ws.transport.pause_reading()  # let the bytes pile up in the socket first
+            rig.server.writer.write(b"".join(frames))
+            await asyncio.sleep(0.2)
+            rig.ws.transport.resume_reading()
+            await _until(lambda: len(seen) == len(frames))
 
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(main())
+        runner.run(main())
+    return seen
 
 
+@pytest.mark.parametrize("filler", [0, 2_000_000], ids=["one-read", "many-reads"])
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
-def test_an_order_leaves_before_the_rest_of_its_read_is_handled(loop: str) -> None:
+def test_an_order_leaves_before_the_rest_of_its_read_is_handled(loop: str, filler: int) -> None:
     """uvloop sends a write only once the I/O callbacks of its loop turn return: the reader hands
     the loop back after the frame that sent an order, so the frames after it (in the same socket
     read) do not hold the order back. asyncio's own loop sends at once."""
@@ -245,72 +278,43 @@ def test_an_order_leaves_before_the_rest_of_its_read_is_handled(loop: str) -> No
         factory = uvloop.new_event_loop
     else:
         factory = asyncio.new_event_loop
-    seen = _order_sent_before_the_rest(factory)
-    assert [m for m, _ in seen] == [b"a", b"order", b"b", b"c"]
-    assert [on_wire for _, on_wire in seen] == [False, loop == "asyncio", True, True]
+    seen = _order_sent_before_the_rest(factory, filler)
+    assert [m for m, _ in seen[:4]] == [b"a", b"order", b"b", b"c"] and len(seen) == 4 + filler // 65_000
+    assert [on_wire for _, on_wire in seen] == [False, loop == "asyncio"] + [True] * (len(seen) - 2)
 
 
 def test_frames_left_for_the_next_turn_keep_their_order() -> None:
     """Bytes that arrive while the rest of an earlier read waits are read after it, and frames
     still waiting when the connection ends are delivered before it closes."""
     uvloop = pytest.importorskip("uvloop")
-    from venues.common.http1 import Http1Connection
+    got: list[bytes] = []
+    lost: list[bool] = []  # per frame: had the connection's end been processed already
+
+    def on_frame(rig: OrderRig, data: bytes) -> None:
+        got.append(data)
+        lost.append(rig.ws.connection_lost_waiter.done())
 
     async def main() -> tuple[list[bytes], list[bytes], list[bytes]]:
-        loop = asyncio.get_running_loop()
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        _, order_conn = await loop.create_connection(
-            lambda: Http1Connection(loop), "127.0.0.1", listener.getsockname()[1]
-        )
-        accepted, _ = listener.accept()
-        got: list[bytes] = []
-        lost: list[bool] = []  # per frame: had the connection's end been processed already
-
-        def on_frame(data: bytes, _ts: int) -> None:
-            if data.startswith(b"order"):
-                order_conn.request(b"POST /api/v3/order HTTP/1.1\r\nHost: x\r\n\r\n")
-            got.append(data)
-            lost.append(ws_ref[0].connection_lost_waiter.done() if ws_ref else False)
-
-        server = RawServer()
-        srv = await asyncio.start_server(server.handle, "127.0.0.1", 0)
-
-        def factory(protocol, **kw):
-            conn = DirectConnection(protocol, **kw)
-            conn.on_frame = on_frame
-            return conn
-
-        ws_ref: list = []
-        ws = await connect(f"ws://127.0.0.1:{srv.sockets[0].getsockname()[1]}/", create_connection=factory)
-        ws_ref.append(ws)
-        frames = [server_frame(m) for m in (b"a", b"order1", b"b", b"c", b"order2", b"d", b"e")]
-        blob = b"".join(frames)
-        cut = len(b"".join(frames[:3])) + 1  # the second read starts inside frame "c"
-        ws.data_received(blob[:cut])  # as two socket reads in one loop turn
-        after_first = list(got)
-        ws.data_received(blob[cut:])
-        after_second = list(got)
-        for _ in range(500):
-            if len(got) == 7:
-                break
-            await asyncio.sleep(0.01)
-        in_order = list(got)
-        # the connection ends while frames wait for their turn: they are delivered before it closes
-        got.clear()
-        lost.clear()
-        closed = asyncio.get_running_loop().create_future()
-        ws.transport.abort()  # its connection_lost is now scheduled, ahead of the resume below
-        ws.data_received(server_frame(b"order3") + server_frame(b"f"))
-        ws.connection_lost_waiter.add_done_callback(lambda _f: closed.set_result(list(got)))
-        at_close = await asyncio.wait_for(closed, 5)
-        server.writer.close()
-        srv.close()
-        order_conn.abort("test over")
-        accepted.close()
-        listener.close()
-        assert lost == [False, False]  # both delivered before the connection's end was processed
+        async with OrderRig(on_frame) as rig:
+            ws = rig.ws
+            frames = [server_frame(m) for m in (b"a", b"order1", b"b", b"c", b"order2", b"d", b"e")]
+            blob = b"".join(frames)
+            cut = len(b"".join(frames[:3])) + 1  # the second read starts inside frame "c"
+            ws.data_received(blob[:cut])  # as two socket reads in one loop turn
+            after_first = list(got)
+            ws.data_received(blob[cut:])
+            after_second = list(got)
+            await _until(lambda: len(got) == 7)
+            in_order = list(got)
+            # the connection ends while frames wait for their turn: delivered before it closes
+            got.clear()
+            lost.clear()
+            closed = asyncio.get_running_loop().create_future()
+            ws.transport.abort()  # its connection_lost is now scheduled, ahead of the resume below
+            ws.data_received(server_frame(b"order3") + server_frame(b"f"))
+            ws.connection_lost_waiter.add_done_callback(lambda _f: closed.set_result(list(got)))
+            at_close = await asyncio.wait_for(closed, 5)
+            assert lost == [False, False]
         return after_first, after_second, [*in_order, b"|", *at_close]
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
