@@ -200,11 +200,7 @@ async def _replay(args: argparse.Namespace, frames: list[bytes]) -> dict[str, An
                     return await _count(feed.ws.on_message, todo)
                 return await _time(args, feed.ws.on_message, todo, written)
             finally:
-                engine.stop()
-                await adapter.stop()
-                engine.recorder.close()
-                if log_dir is not None:
-                    log_dir.cleanup()
+                await hot.stop_measured(engine, adapter, log_dir)
 
 
 async def _until(cond: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:

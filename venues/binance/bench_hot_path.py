@@ -335,6 +335,15 @@ def build_engine(
     return engine, book
 
 
+async def stop_measured(engine: Engine, adapter: BinanceAdapter, log_dir: Any) -> None:
+    """Stop the engine and the adapter, close the event log, remove its temporary directory."""
+    engine.stop()
+    await adapter.stop()
+    engine.recorder.close()
+    if log_dir is not None:
+        log_dir.cleanup()
+
+
 async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samples: Samples) -> dict:
     loop = asyncio.get_running_loop()
     cfg = _config(urls, run_.entry)
@@ -377,11 +386,7 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
                 if probe.round_ticks != last:
                     last, quiet_since = probe.round_ticks, loop.time()
         finally:
-            engine.stop()
-            await adapter.stop()
-            engine.recorder.close()
-            if log_dir is not None:
-                log_dir.cleanup()
+            await stop_measured(engine, adapter, log_dir)
     return {
         "ticks": probe.round_ticks,
         "orders": engine.oms.submitted,

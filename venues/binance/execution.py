@@ -275,8 +275,7 @@ class BinanceExecutionClient:
         # enum members hash in Python (Enum.__hash__); their ids are as unique and hash in C
         key = (f.wire, order.side, id(order.order_type), id(order.tif), order.post_only)
         tpl = self._templates.get(key)
-        api = self.ws_api  # ``_creds()``, inlined
-        if tpl is None or (self.rest if api is None else api).credentials is not self._templates_for:
+        if tpl is None or self._creds() is not self._templates_for:
             tpl = self._template(key, self._order_shape(order, f))
         return tpl
 
@@ -377,7 +376,7 @@ class BinanceExecutionClient:
             api = self.ws_api
             live = api.ws.live if self._ws_entry and api is not None else None
             if live is not None:
-                if self._corks and live._corked is None:
+                if self._corks:
                     self._hold(live)
                 ws = api.send_template_now(ws_method, tpl, values, weight, orders, live)  # type: ignore[union-attr]
                 sent: _Sent = None if ws is None else (ws_method, *ws)

@@ -73,10 +73,8 @@ class BinanceWsApi:
         self._pending: dict[str, asyncio.Future[WsApiMessage]] = {}
         self._prefix = f"h{os.getpid() % 10000}x"
         self._ids = itertools.count(1)
-        self._signer: HmacSigner | None = None
         self._deadlines: deque[tuple[float, asyncio.Future[WsApiMessage]]] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
-        self._signer_for: Credentials | None = None  # the credentials ``_signer`` was keyed from
         self.ws = ReconnectingWebSocket(
             name,
             lambda: self.config.ws_api_url,
@@ -105,7 +103,7 @@ class BinanceWsApi:
 
     @property
     def connected(self) -> bool:
-        return self.ws.connected.is_set()
+        return self.ws.live is not None
 
     @property
     def in_flight(self) -> int:
@@ -179,8 +177,7 @@ class BinanceWsApi:
         """``send_now`` for a signed request rendered from ``template`` (``order_wire``): the same
         request, without building, sorting and encoding its parameters again. The template's
         apiKey must be this session's (the execution client rebuilds its templates on new keys).
-        ``conn`` is ``self.ws.live`` when the caller has read it already. The tick-to-order path:
-        every step is inlined here (limiter, id, render, future, frame)."""
+        ``conn`` is ``self.ws.live`` when the caller has read it already (the tick-to-order path)."""
         if conn is None:
             conn = self.ws.live
             if conn is None:
@@ -188,22 +185,9 @@ class BinanceWsApi:
         limiter = self.limiter
         if limiter is not None and not limiter.try_acquire(weight, orders):
             return None
-        creds = self.credentials
-        signer = self._signer
-        if creds is not self._signer_for or signer is None:
-            signer = self.signer()
-            self._signer, self._signer_for = signer, creds
         rid = self._prefix + str(next(self._ids))
-        data = template.render_ws(signer, method, rid, values, self.clock.now_ms())
-        fut: asyncio.Future[WsApiMessage] = asyncio.get_running_loop().create_future()
-        pending = self._pending
-        pending[rid] = fut
-        try:
-            conn.send_now(data)
-        except Exception as exc:
-            del pending[rid]
-            raise NotConnected(f"binance WS API send failed ({method}): {exc}") from exc
-        return rid, fut
+        data = template.render_ws(self.signer(), method, rid, values, self.clock.now_ms())
+        return self._post(method, rid, data, conn)
 
     def signer(self) -> HmacSigner:
         creds = self.credentials
@@ -218,12 +202,15 @@ class BinanceWsApi:
         rid = f"{self._prefix}{next(self._ids)}"
         return self._post(method, rid, _encode({"id": rid, "method": method, "params": p}))
 
-    def _post(self, method: str, rid: str, data: bytes) -> tuple[str, asyncio.Future[WsApiMessage]]:
-        """Write one request frame now; its answer will resolve the returned future."""
+    def _post(
+        self, method: str, rid: str, data: bytes, conn: DirectConnection | None = None
+    ) -> tuple[str, asyncio.Future[WsApiMessage]]:
+        """Write one request frame now (on ``conn`` when the caller holds the live connection);
+        its answer will resolve the returned future."""
         fut: asyncio.Future[WsApiMessage] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
-            self.ws.send_now(data)
+            (self.ws if conn is None else conn).send_now(data)
         except Exception as exc:
             self._pending.pop(rid, None)
             raise NotConnected(f"binance WS API send failed ({method}): {exc}") from exc

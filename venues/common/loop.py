@@ -34,7 +34,8 @@ def batches_writes(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 class QueuedSends:
-    """How many order requests the hot path has written (``count`` only grows).
+    """How many requests our connections have written (``count`` only grows): WebSocket
+    ``send_now`` and HTTP/1.1 ``request``, orders above all.
 
     On a loop that ``batches_writes`` a request written inside a socket's ``data_received`` stays
     queued until the I/O callbacks of that loop iteration return: if the read that brought the

@@ -68,13 +68,7 @@ def client_frame(payload: bytes, text: bool = True) -> bytes:
         head = _PACK_H(head1, 0x80 | 126, n)
     else:
         head = _PACK_Q(head1, 0x80 | 127, n)
-    masks = _masks  # MaskSource.take, inlined: this runs for every order
-    pos = masks._pos
-    if pos + 4 > len(masks._buf):
-        masks._buf = os.urandom(masks._block)
-        pos = 0
-    masks._pos = pos + 4
-    mask = masks._buf[pos : pos + 4]
+    mask = _masks.take()
     return head + mask + apply_mask(payload, mask)
 
 
