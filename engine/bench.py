@@ -36,6 +36,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def interpreter() -> str:
+    """The interpreter running this, and whether it loads libpython as a shared library: such
+    builds run pure-Python code measurably slower (``scripts/pick_python.sh``), so every
+    benchmark says which one it ran on."""
+    import sysconfig
+
+    shared = "unknown"
+    maps = Path("/proc/self/maps")
+    if maps.exists():
+        shared = "yes" if "libpython" in maps.read_text() else "no"
+    elif sysconfig.get_config_var("Py_ENABLE_SHARED") == 0:
+        shared = "no"
+    return f"{sys._base_executable} {sys.version.split()[0]} (libpython shared: {shared})"
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -210,6 +225,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(results, indent=2))
         return 0
     print(f"hft bench  config={args.config}  loops={args.loops}  repeat={args.repeat} (best run shown)")
+    print(f"python     {interpreter()}")
     for r in results:
         print(f"\n[{r['mode']}]")
         print(f"  rows            {r['rows']:,}")

@@ -8,9 +8,11 @@ Log lines never carry secrets: ``redact`` strips anything that looks like a key 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
+import time
 from pathlib import Path
 
 COMPONENTS = ("system", "market_data", "orders", "strategies", "risk", "exchanges")
@@ -23,15 +25,108 @@ _SECRET = re.compile(
 )
 
 
+_running_loop = asyncio._get_running_loop  # the C accessor: no exception when there is none
+
+
 def redact(text: str) -> str:
     return _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 
 
-class _RedactFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and not record.args:
-            record.msg = redact(record.msg)
-        return True
+class RedactingFormatter(logging.Formatter):
+    """Redacts the whole formatted line: message, %-arguments and traceback alike."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class DeferredFileHandler(logging.FileHandler):
+    """A component log file whose writes wait for the current event-loop callback to return.
+
+    On the live order path a log line is written inside the callback that sends the order, and
+    uvloop sends the order's bytes only when that callback returns: formatting the line
+    (timestamp, redaction) and writing and flushing the file put tens of microseconds between
+    the decision and the send. So, on a thread with a running event loop, a record's message is
+    fixed at once (its arguments may change later), and formatting and writing happen in one
+    ``call_soon`` per loop turn, with every line of that turn in one write. Records at ERROR and
+    above, records from threads without a loop (backtests, the CLI, the recorder's writer), and
+    ``flush``/``close`` write at once, after what is pending, so the file keeps the order in
+    which lines were logged. The timestamp is the record's creation time either way.
+    """
+
+    def __init__(self, filename: str | os.PathLike[str], mode: str = "a", encoding: str | None = None) -> None:
+        super().__init__(filename, mode, encoding)
+        self._pending: list[logging.LogRecord] = []
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # loop whose call_soon will write
+
+    def emit(self, record: logging.LogRecord) -> None:
+        loop = _running_loop()
+        if loop is None or record.levelno >= logging.ERROR:
+            if self._pending:
+                self._write_pending()
+            super().emit(record)
+            return
+        try:
+            record.message = record.getMessage()
+        except Exception:
+            self.handleError(record)
+            return
+        record.msg, record.args = record.message, None
+        pending = self._pending
+        pending.append(record)
+        if self._flush_on is not loop:
+            # a loop that closed with our callback still queued never runs it: schedule again
+            self._flush_on = loop
+            loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self.acquire()
+        try:
+            self._flush_on = None
+            self._write_pending()
+        finally:
+            self.release()
+
+    def defer(self, logger: logging.Logger, level: int, msg: str, args: tuple[object, ...], created_ns: int) -> None:
+        """Queue a line whose record is made when it is written (``info_later``)."""
+        self.acquire()
+        try:
+            self._pending.append((logger, level, msg, args, created_ns))  # type: ignore[arg-type]
+            loop = _running_loop()
+            if loop is not None and self._flush_on is not loop:
+                self._flush_on = loop
+                loop.call_soon(self._flush_soon)
+        finally:
+            self.release()
+
+    def _write_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        records = [r if type(r) is not tuple else _record_at(*r) for r in pending]
+        try:
+            if self.stream is None:
+                self.stream = self._open()
+            term = self.terminator
+            self.stream.write("".join([self.format(r) + term for r in records]))
+            self.stream.flush()
+        except Exception:
+            self.handleError(records[0])
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._write_pending()
+            super().flush()
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self._write_pending()
+        finally:
+            self.release()
+        super().close()
 
 
 def get_logger(component: str) -> logging.Logger:
@@ -63,27 +158,75 @@ def setup_logging(
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    redactor = _RedactFilter()
+    fmt = RedactingFormatter(_FORMAT, _DATEFMT)
     if console:
         sh = logging.StreamHandler()
         sh.setLevel(logging.WARNING)
-        sh.setFormatter(logging.Formatter(_FORMAT, _DATEFMT))
-        sh.addFilter(redactor)
+        sh.setFormatter(fmt)
         root.addHandler(sh)
     if log_dir is None:
         root.addHandler(logging.NullHandler())
         return None
     path = Path(log_dir)
     path.mkdir(parents=True, exist_ok=True)
-    fmt = logging.Formatter(_FORMAT, _DATEFMT)
     for comp in COMPONENTS:
-        fh = logging.FileHandler(path / f"{comp}.log")
+        fh = DeferredFileHandler(path / f"{comp}.log")
         fh.setFormatter(fmt)
-        fh.addFilter(redactor)
         logging.getLogger(f"hft.{comp}").addHandler(fh)
-    eh = logging.FileHandler(path / "errors.log")
+    eh = DeferredFileHandler(path / "errors.log")
     eh.setLevel(logging.WARNING)
     eh.setFormatter(fmt)
-    eh.addFilter(redactor)
     root.addHandler(eh)
     return path
+
+
+def _record_at(
+    logger: logging.Logger, level: int, msg: str, args: tuple[object, ...], created_ns: int
+) -> logging.LogRecord:
+    rec = logger.makeRecord(logger.name, level, "(unknown file)", 0, msg, args, None)
+    rec.created = created_ns / 1e9
+    rec.msecs = (created_ns // 1_000_000) % 1000
+    rec.relativeCreated = (created_ns - logging._startTime * 1e9) / 1e6  # type: ignore[attr-defined]
+    return rec
+
+
+def info_later(logger: logging.Logger, msg: str, *args: object) -> None:
+    """``logger.info(msg, *args)`` for the order path: with an event loop running and only
+    deferred files to write to, even the record is made after the callback returns (making one
+    costs microseconds the order's bytes would wait for on uvloop). The line keeps its place in
+    the file and the time it was logged at. ``args`` must not change afterwards: pass values
+    (ids, numbers, names), not objects."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    if _running_loop() is not None and not logger.filters:
+        handlers = _deferred_handlers(logger)
+        if handlers is not None:  # [] when no handler takes INFO (logs kept in memory only)
+            now = time.time_ns()
+            for h in handlers:
+                h.defer(logger, logging.INFO, msg, args, now)
+            return
+    logger.info(msg, *args)
+
+
+def _deferred_handlers(logger: logging.Logger) -> list[DeferredFileHandler] | None:
+    """The handlers an INFO record of ``logger`` would reach, if all of them are deferred files
+    (else None: some other handler, a test's capture say, wants a real record now)."""
+    found: list[DeferredFileHandler] = []
+    lg: logging.Logger | None = logger
+    while lg is not None:
+        for h in lg.handlers:
+            if h.level > logging.INFO or isinstance(h, logging.NullHandler):
+                continue
+            if not isinstance(h, DeferredFileHandler) or h.filters:
+                return None
+            found.append(h)
+        lg = lg.parent if lg.propagate else None
+    return found
+
+
+def flush_logs() -> None:
+    """Write every component log line still waiting for its loop turn (end of a run)."""
+    loggers = [logging.getLogger("hft")] + [logging.getLogger(f"hft.{c}") for c in COMPONENTS]
+    for lg in loggers:
+        for h in lg.handlers:
+            h.flush()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from engine import events as ev
 from engine.events import ExecReport, Fill
-from engine.logs import get_logger
+from engine.logs import get_logger, info_later
 from engine.model import Instrument, OrderStatus, OrderType, Side, TimeInForce
 from engine.orders import Order
 
@@ -132,7 +132,8 @@ class OrderManager:
         eng.record_order("submit", order, now)
         eng.venues[venue].submit_order(order)
         if eng.log_orders:
-            _log.info(
+            info_later(
+                _log,
                 "submit order client_order_id=%s strategy_id=%s venue=%s symbol=%s side=%s type=%s "
                 "price=%s quantity=%s",
                 order.client_order_id,

@@ -2,13 +2,18 @@
 # Create .venv and install the system with its test tools. Idempotent; safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+PY=$(./scripts/pick_python.sh)
 if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
   echo "error: Python 3.11+ is required (found $("$PY" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
   exit 2
 fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
+  echo "created .venv with $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+elif [ -z "${PYTHON:-}" ] && [ "$(.venv/bin/python -c 'import sys; print(sys._base_executable)')" != "$PY" ]; then
+  # an existing venv is kept; the hot path runs faster on the interpreter picked above
+  echo "note: .venv uses $(.venv/bin/python -c 'import sys; print(sys._base_executable)'), not $PY" \
+    "(scripts/pick_python.sh); remove .venv and re-run to rebuild it" >&2
 fi
 log=$(mktemp)
 # pip's output goes to a log shown only on failure (setuptools warns on every editable install)

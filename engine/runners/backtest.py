@@ -15,7 +15,7 @@ from engine.book import Book, BookSet
 from engine.clock import SimClock
 from engine.engine import Engine
 from engine.errors import ConfigError, DataError
-from engine.logs import setup_logging
+from engine.logs import flush_logs, setup_logging
 from engine.portfolio import Portfolio
 from engine.recorder import Recorder
 from engine.risk import RiskEngine
@@ -257,6 +257,7 @@ def run_backtest(
     summary = summarize(engine, stats, wall)
     manifest["summary"] = {k: v for k, v in summary.items() if k not in ("rows_per_s", "wall_s")}
     recorder.close(manifest)
+    flush_logs()  # lines logged on a running loop (a backtest started from async code) wait for it
     if run_dir is not None:
         info = {
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

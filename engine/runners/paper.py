@@ -29,7 +29,7 @@ from engine.engine import Engine
 from engine.errors import ConfigError
 from engine.events import Trade
 from engine.gcpolicy import thread_switch, trading_gc
-from engine.logs import get_logger, setup_logging
+from engine.logs import flush_logs, get_logger, setup_logging
 from engine.model import Instrument
 from engine.portfolio import Portfolio
 from engine.recorder import Recorder
@@ -280,6 +280,7 @@ async def run_paper(
         wall = time.perf_counter() - t0
     finally:
         await rest.close()
+        flush_logs()  # the last turn's lines, before the caller reads the logs
     stats = ReplayStats()
     stats.rows = kernel.messages
     summary = summarize(engine, stats, wall)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, DataError
-from engine.logs import get_logger, setup_logging
+from engine.logs import flush_logs, get_logger, setup_logging
 from engine.model import Instrument
 
 VENUE = "binance"
@@ -295,6 +295,7 @@ async def run_record(
         malformed = feed.decoder.malformed
     finally:
         await rest.close()
+        flush_logs()  # the last turn's lines, before the caller reads the logs
 
     # the Parquet: exactly what the importer makes of the raw files of each symbol, oldest first
     registry = {(inst.venue, inst.symbol): inst for inst in instruments.values()}

@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         py = sum(v for name, v in c.calls.items() if not name.startswith("C "))
         cc = sum(v for name, v in c.calls.items() if name.startswith("C "))
         print(f"per tick: {sum(c.ops.values()) / k:.0f} bytecodes, {py / k:.0f} Python calls, {cc / k:.0f} C calls")
-        for name, v in c.ops.most_common(30):
+        for name, v in c.ops.most_common(60):
             print(f"  {v / k:7.1f} bytecodes {c.calls[name] / k:4.1f} calls  {name}")
         return 0
     totals = res["totals"]

@@ -44,6 +44,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from engine.bench import interpreter
 from engine.book import Book
 from engine.clock import LiveClock
 from engine.engine import Engine
@@ -473,6 +474,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rounds", type=int, default=10, help="rounds per configuration at most (default 10)")
     ap.add_argument("--log-orders", action="store_true", help="keep the order manager's per-order log line")
     ap.add_argument(
+        "--logs",
+        action="store_true",
+        help="write the component log files (to a temporary directory) and log every order, as paper and "
+        "live trading do",
+    )
+    ap.add_argument(
         "--gc-threshold", type=int, default=50_000, help="gen-0 GC threshold after setup (default 50000; 0: Python's)"
     )
     ap.add_argument(
@@ -513,16 +520,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.ticks < 1 or args.warmup < 0 or args.gc_threshold < 0:
         print("error: --ticks must be at least 1, --warmup and --gc-threshold at least 0", file=sys.stderr)
         return 2
-    setup_logging(None)  # component logs stay quiet; the numbers go to stdout
+    logs_dir = tempfile.TemporaryDirectory(prefix="hft-bench-logs-") if args.logs else None
+    # component logs stay in memory unless asked for; the numbers go to stdout
+    setup_logging(logs_dir.name if logs_dir is not None else None)
+    args.log_orders = args.log_orders or args.logs
     if args.loop == "uvloop" and not uvloop_available():
         print("error: uvloop is not installed; use --loop asyncio", file=sys.stderr)
         return 2
     print(
         f"hot path: fake Binance (speed={args.speed}, {args.fake}) -> feed -> engine -> order socket; "
         f"loop={args.loop}, order log={'on' if args.log_orders else 'off'}, "
+        f"log files={'on' if args.logs else 'off'}, "
         f"event log={'on' if args.record else 'off'}, "
         f"gen-0 GC threshold={args.gc_threshold or 'default'}"
     )
+    print(f"python: {interpreter()}")
     status = 0
     for mode in modes:
         for entry in entries:
@@ -556,6 +568,9 @@ def main(argv: list[str] | None = None) -> int:
             print(line("socket read -> order bytes (1st in read)", samples.read_to_order))
             if cfg.loop == "uvloop":
                 print(line("frame handed over -> its read callback ends", samples.frame_to_sent))
+    if logs_dir is not None:
+        setup_logging(None)
+        logs_dir.cleanup()
     return status
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from engine import events as ev
 from engine.events import ExecReport, Incident
-from engine.logs import get_logger
+from engine.logs import get_logger, info_later
 from engine.model import Instrument, OrderType, Side, TimeInForce
 from engine.orders import Order
 from engine.venue import ExecSink
@@ -713,7 +713,7 @@ class BinanceExecutionClient:
         if track.accepted or track.terminal:
             return
         track.accepted = True
-        self.log.info(f"binance order accepted client_order_id={track.cid} order_id={track.venue_order_id}")
+        info_later(self.log, "binance order accepted client_order_id=%s order_id=%s", track.cid, track.venue_order_id)
         self._report_state(track, ev.ACCEPTED, ts_event, ts_recv)
 
     def _finish(self, track: _Track, state: str) -> None:
@@ -726,7 +726,7 @@ class BinanceExecutionClient:
             return
         track.terminal = kind
         self._retire(track.cid)
-        self.log.info(f"binance order {kind} client_order_id={track.cid} filled={format_fixed(track.cum)}")
+        info_later(self.log, "binance order %s client_order_id=%s filled=%s", kind, track.cid, format_fixed(track.cum))
         self._report_state(track, kind, ts_event, ts_recv)
 
     def _reject(self, track: _Track, reason: str, code: int, ts_event: int = 0) -> None:
