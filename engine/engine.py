@@ -161,8 +161,15 @@ class Engine:
         subs = self._book_subs.get(key)
         if subs:
             self.ts_tick = book.ts_recv
+            halted = self.risk._halted
             for s in subs:
-                self._call(s, s.on_book, book)
+                # ``_call``, inlined: every depth update of a live feed comes through here
+                if halted and s.strategy_id in halted:
+                    continue
+                try:
+                    s.on_book(book)
+                except Exception as exc:
+                    self._strategy_failed(s, "on_book", exc)
 
     def on_trade(self, trade: Trade) -> None:
         self.trade_events += 1
@@ -217,15 +224,18 @@ class Engine:
         try:
             fn(*args)
         except Exception as exc:  # a buggy strategy must not take the engine (or its peers) down
-            now = self.clock.now()
-            _strat_log.error(
-                "Strategy error strategy_id: %s in %s: %r\n%s",
-                strategy.strategy_id,
-                fn.__name__,
-                exc,
-                traceback.format_exc(),
-            )
-            self.halt_strategy(strategy.strategy_id, f"strategy error in {fn.__name__}: {exc!r}", now)
+            self._strategy_failed(strategy, fn.__name__, exc)
+
+    def _strategy_failed(self, strategy: Strategy, where: str, exc: Exception) -> None:
+        now = self.clock.now()
+        _strat_log.error(
+            "Strategy error strategy_id: %s in %s: %r\n%s",
+            strategy.strategy_id,
+            where,
+            exc,
+            traceback.format_exc(),
+        )
+        self.halt_strategy(strategy.strategy_id, f"strategy error in {where}: {exc!r}", now)
 
     def halt_strategy(self, strategy_id: str, reason: str, now: int) -> None:
         if self.risk.is_halted(strategy_id):

@@ -11,6 +11,7 @@ reach the portfolio because money moved whatever our bookkeeping thought):
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from engine.engine import Engine
 
 _log = get_logger("orders")
+
+RETAIN_CLOSED_NS = 600 * 1_000_000_000
 
 _ALLOWED = {
     OrderStatus.PENDING: frozenset(
@@ -59,6 +62,13 @@ class OrderManager:
         self.rejected_local = 0
         self.on_order_sent: Callable[[Order], None] | None = None
         self._prefixes: dict[str, str] = {}
+        #: a closed order stays in ``orders`` this long (engine clock) for late venue reports,
+        #: then leaves it (the event log keeps its whole life): a session of days would otherwise
+        #: hold every order it ever sent
+        self.retain_closed_ns = RETAIN_CLOSED_NS
+        self._closed: deque[tuple[int, str]] = deque()  # (closed at, client id), oldest first
+        self.filled_orders = 0  # orders with at least one fill
+        self.rejected = 0  # orders rejected, locally or by the venue
 
     # --- ids ---------------------------------------------------------------------------------
     def _prefix(self, strategy_id: str) -> str:
@@ -168,6 +178,8 @@ class OrderManager:
         order.status = OrderStatus.REJECTED
         order.reason = reason
         order.ts_last = now
+        self.rejected += 1
+        self._close(order)
         self.engine.record_order("rejected", order, now, reason=reason, code=code)
         _log.warning(
             "Order rejected client_order_id=%s strategy_id=%s symbol=%s reason=%s",
@@ -280,6 +292,8 @@ class OrderManager:
         order.status = new
         order.ts_last = now
         if new.is_terminal:
+            if new is OrderStatus.REJECTED:
+                self.rejected += 1
             self._close(order)
         eng.record_order(event, order, now, reason=r.reason, code=r.code, ts_venue=r.ts_event)
         eng.dispatch_order_update(order)
@@ -288,6 +302,16 @@ class OrderManager:
         book = self._open.get(order.strategy_id)
         if book is not None:
             book.pop(order.client_order_id, None)
+        now = order.ts_last
+        closed = self._closed
+        closed.append((now, order.client_order_id))
+        cutoff = now - self.retain_closed_ns
+        orders = self.orders
+        while closed[0][0] < cutoff:
+            cid = closed.popleft()[1]
+            o = orders.get(cid)
+            if o is not None and o.status.is_terminal:
+                del orders[cid]
 
     def _on_fill(self, order: Order, r: ExecReport, now: int) -> None:
         eng = self.engine
@@ -295,6 +319,8 @@ class OrderManager:
         qty = r.qty
         if order.ts_acked == 0:
             order.ts_acked = now  # the fill is the first we hear of it: it is the ack
+        if order.filled == 0 and qty > 0:
+            self.filled_orders += 1
         order.filled += qty
         order.fill_cost += r.price * qty
         realized = eng.portfolio.on_fill(order.strategy_id, inst, order.side, r.price, qty, r.fee, r.fee_asset)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from engine.model import OrderStatus, Side
+from engine.model import OrderStatus, Side, TimeInForce
 from engine.oms import can_transition
 from engine.strategy import Strategy
 
@@ -121,3 +121,51 @@ def test_price_rounds_to_tick_in_the_safe_direction():
     res = run(rows, Lifecycle, {"orders": [("buy", 99.97, 0.001), ("sell", 100.13, 0.001)]})
     buy, sell = res.engine.strategies["s1"].orders
     assert buy.price == 999 and sell.price == 1002
+
+
+class EveryTick(Strategy):
+    """A buy at the touch, immediate-or-cancel, on every book change: half fill, half expire."""
+
+    def on_start(self) -> None:
+        self.sent: list = []
+        self.held: list[int] = []
+
+    def on_book(self, book) -> None:
+        oms = self.engine.oms
+        self.held.append(len(oms.orders))
+        tif = TimeInForce.IOC
+        self.sent.append(self.submit_limit(Side.BUY, 100.1 if len(self.sent) % 2 else 99.0, 0.001, tif=tif))
+
+
+def _top_moves(n: int) -> Rows:
+    rows = Rows().snapshot(0, [(1000, 5), (999, 5)], [(1001, 5)])
+    for k in range(1, n + 1):
+        rows.delta(k * 10_000 * MS, [(1, 1000, 0 if k % 2 else 5)])
+    return rows
+
+
+def test_closed_orders_leave_the_order_manager_after_the_retention_but_the_counts_stay():
+    """A session of days must not hold every order it sent: an order closed longer ago than
+    ``retain_closed_ns`` (engine clock) is dropped from ``oms.orders``; the summary's counts
+    come from counters, and the strategy's own references stay valid."""
+    rows = _top_moves(180)  # a new best bid every 10 s for half an hour
+    res = run(rows, EveryTick, {})
+    s = res.engine.strategies["s1"]
+    oms = res.engine.oms
+    assert len(s.sent) == 181
+    # 600 s of closed orders at one every 10 s, plus the one just sent
+    assert max(s.held) <= 62 and len(oms.orders) <= 62
+    assert all(o.status.is_terminal for o in s.sent)
+    assert res.summary["orders_submitted"] == 181
+    assert res.summary["orders_filled"] == sum(1 for o in s.sent if o.filled > 0) > 0
+    assert res.summary["orders_rejected"] == sum(1 for o in s.sent if o.status is S.REJECTED)
+    assert sum(1 for o in s.sent if o.status is S.EXPIRED) > 0
+
+
+def test_a_late_report_within_the_retention_still_finds_its_order():
+    rows = _top_moves(30)
+    res = run(rows, EveryTick, {})
+    oms = res.engine.oms
+    s = res.engine.strategies["s1"]
+    # all 31 orders closed within the last 600 s of the run: none has left yet
+    assert [oms.orders.get(o.client_order_id) for o in s.sent] == s.sent

@@ -276,10 +276,9 @@ def summarize(engine: Engine, stats: ReplayStats, wall_s: float) -> dict[str, An
         unrealized += pos.unrealized_quote
         fees += pos.fees_quote
     oms = engine.oms
-    orders = list(oms.orders.values())
-    filled_orders = sum(1 for o in orders if o.filled > 0)
+    filled_orders = oms.filled_orders
     submitted = oms.submitted
-    rejected = sum(1 for o in orders if o.status.value == "rejected")
+    rejected = oms.rejected
     fills = engine.fill_count
     return {
         "net_pnl": realized + unrealized - fees,

@@ -300,13 +300,7 @@ class RequestLimiter:
         now = self._clock()
         ws = self._weight if weight > 0 else ()
         os_ = self._orders if orders > 0 else ()
-        ok = True
-        for w in ws:
-            if w._used + weight > w._limit and not w.fits(weight, now):
-                ok = False
-        for w in os_:
-            if ok and w._used + orders > w._limit and not w.fits(orders, now):
-                ok = False
+        ok = all(w.fits(weight, now) for w in ws) and all(w.fits(orders, now) for w in os_)
         if ok:
             for w in ws:
                 w.book(weight, now)
