@@ -24,6 +24,21 @@ def test_hot_path_bench_prints_percentiles(capsys: pytest.CaptureFixture[str]) -
     assert "p99=" in frame_line and "p99.9=" in frame_line and "reference loop" in out
 
 
+def test_hot_path_bench_with_log_files_and_sparse_orders(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--logs`` runs with the component log files as paper and live trading do; ``--every``
+    sends on some depth updates only, and only those are measured."""
+    args = ["--ticks", "200", "--warmup", "20", "--max-rounds", "1", "--entry", "ws", "--mode", "place"]
+    assert bench_hot_path.main([*args, "--logs", "--every", "2", "--data", str(DAY)]) == 0
+    out = capsys.readouterr().out
+    assert "order log=on, log files=on" in out and "python: " in out
+    assert "new IOC order per 2 depth updates" in out
+    rounds = re.findall(r"'orders': (\d+),.*'sync': \((\d+),", out)
+    assert rounds and all(abs(2 * int(orders) - int(applied)) <= 2 for orders, applied in rounds)
+    frame_line = next(line for line in out.splitlines() if "frame handed over -> order bytes written" in line)
+    n, _ = P50.search(frame_line).groups()  # type: ignore[union-attr]
+    assert int(n) >= 200
+
+
 def test_breakdown_times_spans_and_counts_work(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_breakdown.main(["--ticks", "200", "--spans", "--data", str(DAY)]) == 0
     out = capsys.readouterr().out

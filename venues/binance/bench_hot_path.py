@@ -1,6 +1,7 @@
 """Tick-to-order latency of the live hot path, measured inside the process against the fake Binance.
 
-    python -m venues.binance.bench_hot_path [--ticks 10000] [--entry ws,rest] [--mode place,replace] [--record]
+    python -m venues.binance.bench_hot_path [--ticks 10000] [--entry ws,rest] [--mode place,replace]
+        [--record] [--logs] [--every N]
 
 The fake (``sim.fake_binance``) runs in a child process (its own core and event loop) and replays
 the real BTCUSDT capture at ``speed=max``: depth diffs, trades and bookTickers as fast as this
@@ -84,9 +85,12 @@ class TickQuoter(Strategy):
         self.offset = float(self.params.get("offset_bps", 100)) / 1e4
         self.qty = float(self.params.get("qty", 0.001))
         self.replace = self.params.get("mode", "replace") == "replace"
+        self.every = int(self.params.get("every", 1))
 
     def on_book(self, book: Book) -> None:
         self.ticks += 1
+        if self.every > 1 and self.ticks % self.every:
+            return  # a quoting strategy acts on some updates, not all: the rest only move the book
         tick = book.instrument.tick / 10**book.instrument.price_scale
         price = book.best_bid * (1.0 - self.offset) - (self.ticks & 1) * tick
         if not self.replace:
@@ -294,16 +298,24 @@ class Run:
     loop: str = "uvloop"  # "uvloop" | "asyncio"
     pin: bool = True  # this process on CPU 0, the fake on CPU 1 (when there are two)
     record: bool = False  # write the event log, as paper and live trading do
+    every: int = 1  # an order on every n-th depth update
 
     @property
     def label(self) -> str:
         what = "WS API order.place" if self.entry == "ws" else "REST POST /api/v3/order"
         how = "new IOC order per tick" if self.mode == "place" else "cancel + replace per tick"
+        if self.every > 1:
+            how = how.replace("per tick", f"per {self.every} depth updates")
         return f"{what}, {how}"
 
 
 def build_engine(
-    loop: asyncio.AbstractEventLoop, inst: Any, mode: str, log_orders: bool, run_dir: Path | None = None
+    loop: asyncio.AbstractEventLoop,
+    inst: Any,
+    mode: str,
+    log_orders: bool,
+    run_dir: Path | None = None,
+    every: int = 1,
 ) -> tuple[Engine, Book]:
     """The measured engine: live clock, every risk limit on, one ``TickQuoter``; the event log
     goes to ``run_dir`` (written as paper trading writes it), or nowhere."""
@@ -331,7 +343,7 @@ def build_engine(
     )
     book = Book(inst)
     engine.add_book(book)
-    params = {"offset_bps": 100, "qty": 0.001, "mode": mode}
+    params = {"offset_bps": 100, "qty": 0.001, "mode": mode, "every": every}
     engine.add_strategy(TickQuoter("hot_path", "binance", [SYMBOL], params))
     return engine, book
 
@@ -367,7 +379,7 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
             c.transport = TransportTap(c.transport, probe.on_write)
     log_dir = tempfile.TemporaryDirectory(prefix="hft-bench-") if run_.record else None
     run_dir = Path(log_dir.name) if log_dir is not None else None
-    engine, book = build_engine(loop, inst, run_.mode, run_.log_orders, run_dir)
+    engine, book = build_engine(loop, inst, run_.mode, run_.log_orders, run_dir, run_.every)
     with trading_gc(run_.gc_threshold):  # what the paper and live runners do
         await adapter.start(engine.on_book, engine.on_trade, sink=engine, books={SYMBOL: book})
         # from here to the first await nothing can arrive: the feed's task has not run yet
@@ -499,6 +511,13 @@ def main(argv: list[str] | None = None) -> int:
         help="write the event log (to a temporary directory), as paper and live trading do",
     )
     ap.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        help="send an order on every n-th depth update only (default 1: on each); the others only "
+        "move the book, as for a quoting strategy that acts on some updates",
+    )
+    ap.add_argument(
         "--fake",
         choices=("process", "inline"),
         default="process",
@@ -517,8 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         if not p.exists():
             print(f"error: capture not found at {p}", file=sys.stderr)
             return 2
-    if args.ticks < 1 or args.warmup < 0 or args.gc_threshold < 0:
-        print("error: --ticks must be at least 1, --warmup and --gc-threshold at least 0", file=sys.stderr)
+    if args.ticks < 1 or args.warmup < 0 or args.gc_threshold < 0 or args.every < 1:
+        print("error: --ticks and --every must be at least 1, --warmup and --gc-threshold at least 0", file=sys.stderr)
         return 2
     logs_dir = tempfile.TemporaryDirectory(prefix="hft-bench-logs-") if args.logs else None
     # component logs stay in memory unless asked for; the numbers go to stdout
@@ -550,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.loop,
                 not args.no_pin,
                 args.record,
+                args.every,
             )
             ref_before = reference_ms()
             samples, rounds = bench(args.data, cfg)
