@@ -8,7 +8,7 @@ import re
 import pytest
 from test_binance_support import CAPTURE
 
-from venues.binance import bench_breakdown, bench_hot_path
+from venues.binance import bench_ab, bench_breakdown, bench_hot_path
 
 DAY = CAPTURE / "btcusdt_20240808.gz"
 P50 = re.compile(r"n=\s*(\d+)\s+p50=\s*([\d.]+) us")
@@ -52,3 +52,27 @@ def test_breakdown_times_spans_and_counts_work(capsys: pytest.CaptureFixture[str
     per_tick = re.search(r"per tick: (\d+) bytecodes, (\d+) Python calls", counted)
     assert per_tick is not None and int(per_tick.group(1)) > 500 and int(per_tick.group(2)) > 10
     assert "risk.py:check" in counted
+
+
+def test_ab_alternates_the_two_versions_and_reports_the_paired_difference(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert bench_ab.main([".", ".", "--pairs", "2", "--", "--ticks", "100", "--data", str(DAY)]) == 0
+    out = capsys.readouterr().out
+    order = re.findall(r"pair (\d) +(base|other) ", out)
+    assert order == [("1", "base"), ("1", "other"), ("2", "other"), ("2", "base")]
+    assert re.search(r"paired difference \(other - base\) median [+-][\d.]+ us", out)
+
+
+def test_ab_checks_out_a_revision_and_removes_it() -> None:
+    with bench_ab.checkout("HEAD") as tree:
+        assert (tree / "engine" / "oms.py").is_file()
+        assert tree != bench_ab.REPO
+    assert not tree.exists()
+    with (
+        pytest.raises(bench_ab.BenchError, match="cannot check out 'no-such-revision'"),
+        bench_ab.checkout("no-such-revision"),
+    ):
+        pass
+    with pytest.raises(bench_ab.BenchError, match="no 'frame -> order bytes written' line"):
+        bench_ab.parse("Traceback (most recent call last): ...", "frame -> order bytes written")
