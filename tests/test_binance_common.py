@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -116,75 +115,6 @@ async def test_limiter_waits_and_reports() -> None:
     assert lim.wait_time({"weight": 1}).limit == "retry-after"
     await lim.acquire({"weight": 1})
     assert slept[-1] == pytest.approx(5.0, abs=0.01) and gate.wait_time() == 0
-
-
-def _limiter(clock: Callable[[], float], gate_clock: Callable[[], float]) -> tuple[RequestLimiter, list[WeightWindow]]:
-    windows = [
-        WeightWindow("W", 40, 60.0, clock),
-        WeightWindow("O10", 6, 10.0, clock),
-        WeightWindow("O1D", 25, 86_400.0, clock),
-    ]
-    lim = RequestLimiter({"weight": windows[:1], "orders": windows[1:]}, gate=RetryAfterGate(gate_clock))
-    return lim, windows
-
-
-_OPS = st.lists(
-    st.one_of(
-        st.tuples(st.just("acquire"), st.integers(0, 9), st.integers(0, 2)),
-        st.tuples(st.just("wait"), st.floats(0.0, 2.0), st.just(0)),
-        st.tuples(st.just("wait"), st.floats(0.0, 70.0), st.just(0)),
-        st.tuples(st.just("observe"), st.integers(0, 45), st.sampled_from([0, 1])),
-        st.tuples(st.just("ban"), st.floats(0.0, 5.0), st.just(0)),
-        st.tuples(st.just("limit"), st.integers(1, 50), st.sampled_from([0, 1, 2])),
-        st.tuples(st.just("check"), st.just(0), st.just(0)),
-    ),
-    max_size=80,
-)
-
-
-@settings(max_examples=400, deadline=None)
-@given(_OPS)
-def test_try_acquire_fast_path_books_exactly_what_the_windows_would(ops: list[tuple[str, float, int]]) -> None:
-    """Between bucket edges try_acquire only counts room and owes the bookings to the windows;
-    it must answer and book exactly as checking every window each time does (the reference
-    limiter's gate reads the same time through another function, which turns its fast path off)."""
-    c = Clock()
-    fast, fw = _limiter(c, c)
-    ref, rw = _limiter(c, lambda: c.t)
-    assert fast._fast and not ref._fast
-    for op, a, b in ops:
-        if op == "acquire":
-            assert fast.try_acquire(int(a), b) == ref.try_acquire(int(a), b)
-        elif op == "wait":
-            c.t += a
-        elif op == "observe":
-            kind, name = ("weight", "W") if b == 0 else ("orders", "O10")
-            fast.observe(kind, name, int(a))
-            ref.observe(kind, name, int(a))
-        elif op == "ban":
-            fast.gate.block(a, "HTTP 429")
-            ref.gate.block(a, "HTTP 429")
-        elif op == "limit":
-            fw[b].limit = int(a)
-            rw[b].limit = int(a)
-        else:  # reading settles what the fast path owes: only now and then, as in use
-            _same_windows(fw, rw)
-    _same_windows(fw, rw)
-    assert fast.wait_time({"weight": 1, "orders": 1}) == ref.wait_time({"weight": 1, "orders": 1})
-
-
-def _same_windows(fw: list[WeightWindow], rw: list[WeightWindow]) -> None:
-    assert [w.used for w in fw] == [w.used for w in rw]
-    # when booked weight leaves a window depends on the bucket it was booked in
-    assert [w.wait_time(1) for w in fw] == [w.wait_time(1) for w in rw]
-    assert [(w._head, w._counts) for w in fw] == [(w._head, w._counts) for w in rw]
-
-
-def test_a_window_belongs_to_one_limiter() -> None:
-    w = WeightWindow("W", 10, 60.0)
-    RequestLimiter({"weight": [w]})
-    with pytest.raises(ValueError, match="already belongs"):
-        RequestLimiter({"weight": [w]})
 
 
 def test_try_acquire_books_all_or_nothing() -> None:

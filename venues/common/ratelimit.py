@@ -13,7 +13,6 @@ has expired. ``RequestLimiter`` combines windows and the gate behind one ``acqui
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,19 +28,7 @@ class WeightWindow:
     earlier, so the window stays on the safe side of the venue's.
     """
 
-    __slots__ = (
-        "_bucket_s",
-        "_clock",
-        "_counts",
-        "_edge",
-        "_head",
-        "_limit",
-        "_owner",
-        "_slot",
-        "_used",
-        "interval_s",
-        "name",
-    )
+    __slots__ = ("_bucket_s", "_clock", "_counts", "_edge", "_head", "_slot", "_used", "interval_s", "limit", "name")
 
     def __init__(
         self,
@@ -57,30 +44,15 @@ class WeightWindow:
                 f"got {limit}, {interval_s}, {buckets}"
             )
         self.name = name
-        self._limit = limit
+        self.limit = limit
         self.interval_s = interval_s
         self._clock = clock
-        self._owner: RequestLimiter | None = None  # holds weight booked on its fast path
         self._bucket_s = interval_s / buckets
         self._counts = [0] * (buckets + 1)  # the window's buckets and the current one
         self._head = -(2**62)  # absolute number of the newest bucket
         self._slot = 0  # its index in the ring
         self._edge = float("-inf")  # when the next bucket starts: until then booking is one add
         self._used = 0
-
-    @property
-    def limit(self) -> int:
-        return self._limit
-
-    @limit.setter
-    def limit(self, value: int) -> None:
-        if self._owner is not None:
-            self._owner._invalidate()
-        self._limit = value
-
-    def _settle(self) -> None:
-        if self._owner is not None:
-            self._owner._settle()
 
     def _advance(self, idx: int) -> None:
         """Make bucket ``idx`` the newest, releasing the buckets that left the window."""
@@ -106,18 +78,16 @@ class WeightWindow:
 
     @property
     def used(self) -> int:
-        self._settle()
         self._trim(self._clock())
         return self._used
 
     def wait_time(self, weight: int) -> float:
         """Seconds until ``weight`` more fits (0 if it fits now)."""
-        if weight > self._limit:
-            raise ValueError(f"request weight {weight} exceeds the {self.name} limit {self._limit}")
-        self._settle()
+        if weight > self.limit:
+            raise ValueError(f"request weight {weight} exceeds the {self.name} limit {self.limit}")
         now = self._clock()
         self._trim(now)
-        excess = self._used + weight - self._limit
+        excess = self._used + weight - self.limit
         if excess <= 0:
             return 0.0
         counts = self._counts
@@ -130,21 +100,17 @@ class WeightWindow:
         return self.interval_s
 
     def fits(self, weight: int, now: float | None = None) -> bool:
-        """Whether ``weight`` more fits now (no waiting time computed)."""
-        self._settle()
-        if self._used + weight <= self._limit:
+        """Whether ``weight`` more fits now (no waiting time computed: the hot path's check)."""
+        if self._used + weight <= self.limit:
             return True  # trimming only frees room
         self._trim(self._clock() if now is None else now)
-        return self._used + weight <= self._limit
+        return self._used + weight <= self.limit
 
     def consume(self, weight: int) -> None:
         self.book(weight, self._clock())
 
     def book(self, weight: int, now: float) -> None:
         """``consume`` at a time the caller already read (one clock read for several windows)."""
-        if self._owner is not None:
-            self._owner._settle()
-            self._owner._invalidate()  # its room no longer counts this weight
         if now >= self._edge:
             idx = int(now // self._bucket_s)
             if idx > self._head:
@@ -154,14 +120,10 @@ class WeightWindow:
 
     def observe(self, venue_count: int) -> None:
         """Fold in the venue's own count for the current window: book what we did not see."""
-        if self._owner is not None:
-            self._owner._settle()
         now = self._clock()
         self._trim(now)
         missing = venue_count - self._used
         if missing > 0:
-            if self._owner is not None:
-                self._owner._invalidate()  # its room no longer counts this weight
             self._counts[self._slot] += missing
             self._used += missing
 
@@ -217,55 +179,6 @@ class RequestLimiter:
         self._sleep = sleep
         self.waits = 0
         self.waited_s = 0.0
-        every = self._weight + self._orders
-        for w in every:
-            if w._owner is not None and w._owner is not self:
-                raise ValueError(f"rate limit window {w.name!r} already belongs to another limiter")
-            w._owner = self
-        self._clock = every[0]._clock if every else self.gate._clock
-        # try_acquire's fast path: until the first of the windows' current buckets ends (when
-        # weight can leave a window), the room left in each kind of window is one number, and
-        # what it books is owed to the windows' current buckets until ``_settle``. Windows and
-        # gate on different clocks would make ``_fast_until`` meaningless: no fast path then.
-        self._fast = all(w._clock is self._clock for w in every) and self.gate._clock is self._clock
-        self._fast_until = -math.inf
-        self._room_w = self._room_o = -1
-        self._owed_w = self._owed_o = 0
-
-    def _settle(self) -> None:
-        """Book what the fast path took into the windows' current buckets (still current: the
-        fast path stops at the first bucket edge, and everything that moves a window settles first)."""
-        ow = self._owed_w
-        oo = self._owed_o
-        if ow or oo:
-            self._owed_w = self._owed_o = 0
-            for w in self._weight:
-                w._counts[w._slot] += ow
-                w._used += ow
-            for w in self._orders:
-                w._counts[w._slot] += oo
-                w._used += oo
-
-    def _invalidate(self) -> None:
-        self._fast_until = -math.inf
-        self._room_w = self._room_o = -1
-
-    def _refresh(self, now: float) -> None:
-        if not self._fast:
-            return
-        until = math.inf
-        room_w = room_o = 1 << 62
-        for w in self._weight:
-            w._trim(now)
-            room_w = min(room_w, w._limit - w._used)
-            until = min(until, w._edge)
-        for w in self._orders:
-            w._trim(now)
-            room_o = min(room_o, w._limit - w._used)
-            until = min(until, w._edge)
-        self._room_w = room_w
-        self._room_o = room_o
-        self._fast_until = until
 
     def wait_time(self, costs: dict[str, int]) -> Wait:
         best = Wait(self.gate.wait_time(), "retry-after")
@@ -280,34 +193,35 @@ class RequestLimiter:
 
     def try_acquire(self, weight: int, orders: int = 0) -> bool:
         """Book ``weight`` (and ``orders``) now if every window has room and no ban is active;
-        False (nothing booked) otherwise. The order hot path's non-waiting ``acquire``: between
-        two bucket edges it is a few comparisons and additions, whatever the number of windows."""
-        if weight <= self._room_w and orders <= self._room_o:
-            now = self._clock()
-            if now < self._fast_until and now >= self.gate.blocked_until:
-                self._room_w -= weight
-                self._room_o -= orders
-                self._owed_w += weight
-                self._owed_o += orders
-                return True
-        return self._try_acquire_windows(weight, orders)
-
-    def _try_acquire_windows(self, weight: int, orders: int) -> bool:
-        self._settle()
+        False (nothing booked) otherwise. The order hot path's non-waiting ``acquire``: each
+        window's check and booking are inlined, and trimming only runs when a bucket has ended."""
         gate = self.gate
         if gate.blocked_until and gate.wait_time() > 0:
             return False
-        now = self._clock()
         ws = self._weight if weight > 0 else ()
         os_ = self._orders if orders > 0 else ()
-        ok = all(w.fits(weight, now) for w in ws) and all(w.fits(orders, now) for w in os_)
-        if ok:
-            for w in ws:
+        if not ws and not os_:
+            return True
+        now = (ws or os_)[0]._clock()  # windows of one limiter share a clock
+        for w in ws:
+            if w._used + weight > w.limit and not w.fits(weight, now):
+                return False
+        for w in os_:
+            if w._used + orders > w.limit and not w.fits(orders, now):
+                return False
+        for w in ws:
+            if now < w._edge:
+                w._counts[w._slot] += weight
+                w._used += weight
+            else:
                 w.book(weight, now)
-            for w in os_:
+        for w in os_:
+            if now < w._edge:
+                w._counts[w._slot] += orders
+                w._used += orders
+            else:
                 w.book(orders, now)
-        self._refresh(now)
-        return ok
+        return True
 
     def consume(self, costs: dict[str, int]) -> None:
         for kind, cost in costs.items():
