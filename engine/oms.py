@@ -11,6 +11,7 @@ reach the portfolio because money moved whatever our bookkeeping thought):
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -48,6 +49,17 @@ _ALLOWED = {
 }
 
 
+def session_tag(now_ns: int) -> str:
+    """Six base-36 characters of the wall clock in milliseconds (they repeat after 25 days)."""
+    n = now_ns // 1_000_000 % 36**6
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    for _ in range(6):
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out
+
+
 def can_transition(old: OrderStatus, new: OrderStatus) -> bool:
     return new in _ALLOWED.get(old, ())
 
@@ -62,6 +74,8 @@ class OrderManager:
         self.rejected_local = 0
         self.on_order_sent: Callable[[Order], None] | None = None
         self._prefixes: dict[str, str] = {}
+        #: on a live clock, a tag of this process's start in every client id (see ``_prefix``)
+        self.session = session_tag(time.time_ns()) if getattr(engine.clock, "is_live", False) else ""
         #: a closed order stays in ``orders`` this long (engine clock) for late venue reports,
         #: then leaves it (the event log keeps its whole life): a session of days would otherwise
         #: hold every order it ever sent
@@ -73,8 +87,13 @@ class OrderManager:
     # --- ids ---------------------------------------------------------------------------------
     def _prefix(self, strategy_id: str) -> str:
         # client ids are "<prefix>-<n>": Binance allows ^[a-zA-Z0-9-_]{1,36}$, and a run-unique
-        # counter keeps them deterministic
-        prefix = "".join(c if c.isalnum() or c in "-_" else "_" for c in strategy_id)[:22]
+        # counter keeps them deterministic. A venue wants them unique among its *open* orders
+        # only, and reports an order by its id: a live process that restarted and counted from 1
+        # again would reuse the id of an order the last process left open (rejected as a
+        # duplicate, or worse, taking that order's fills for its own). So on a live clock the
+        # prefix carries the session tag; 18 + 1 + 6 characters leave 10 digits for the counter.
+        clean = "".join(c if c.isalnum() or c in "-_" else "_" for c in strategy_id)
+        prefix = f"{clean[:18]}-{self.session}" if self.session else clean[:22]
         self._prefixes[strategy_id] = prefix
         return prefix
 

@@ -70,3 +70,32 @@ def test_paper_event_log_feeds_the_same_reports(paper_run, capsys):
     hft_main(["report", "post-mortem", str(out)])
     assert (out / "post_mortem.md").exists()
     assert "Post-mortem" in (out / "post_mortem.md").read_text()
+
+
+def test_paper_client_ids_carry_the_session_so_a_restart_never_reuses_one(paper_run):
+    """A venue wants client ids unique among its open orders and reports orders by them: a live
+    process that restarts must not count from the same ids again. On a live clock every id is
+    ``<strategy>-<session>-<n>``, within Binance's ``^[a-zA-Z0-9-_]{1,36}$``."""
+    import re
+
+    from engine.oms import session_tag
+
+    res, out = paper_run
+    oms = res.engine.oms
+    assert re.fullmatch(r"[0-9a-z]{6}", oms.session)
+    ids = [
+        r[0]
+        for r in duckdb.connect()
+        .execute(f"select distinct client_order_id from read_parquet('{out}/orders.parquet')")
+        .fetchall()
+    ]
+    assert ids
+    for cid in ids:
+        m = re.fullmatch(r"(.+)-([0-9a-z]{6})-(\d+)", cid)
+        assert m is not None and m.group(2) == oms.session, cid
+        assert re.fullmatch(r"[a-zA-Z0-9\-_]{1,36}", cid)
+    longest = f"{oms._prefix('a' * 40)}-{10**10 - 1}"  # a long strategy id, the ten-billionth order
+    assert len(longest) == 36 and re.fullmatch(r"[a-zA-Z0-9\-_]{1,36}", longest)
+    # a process started a millisecond later has another tag; the tag wraps after 36**6 ms
+    assert session_tag(10**12 * 1_000_000) != session_tag((10**12 + 1) * 1_000_000)
+    assert session_tag(0) == "000000" and session_tag((36**6 - 1) * 1_000_000) == "zzzzzz"
