@@ -39,6 +39,10 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+#: a line ``info_later`` queued: (logger, level, message, arguments, time logged in ns)
+_Lazy = tuple[logging.Logger, int, str, tuple[object, ...], int]
+
+
 class DeferredFileHandler(logging.FileHandler):
     """A component log file whose writes wait for the current event-loop callback to return.
 
@@ -55,7 +59,7 @@ class DeferredFileHandler(logging.FileHandler):
 
     def __init__(self, filename: str | os.PathLike[str], mode: str = "a", encoding: str | None = None) -> None:
         super().__init__(filename, mode, encoding)
-        self._pending: list[logging.LogRecord] = []
+        self._pending: list[logging.LogRecord | _Lazy] = []
         self._flush_on: asyncio.AbstractEventLoop | None = None  # loop whose call_soon will write
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -90,7 +94,7 @@ class DeferredFileHandler(logging.FileHandler):
         """Queue a line whose record is made when it is written (``info_later``)."""
         self.acquire()
         try:
-            self._pending.append((logger, level, msg, args, created_ns))  # type: ignore[arg-type]
+            self._pending.append((logger, level, msg, args, created_ns))
             loop = _running_loop()
             if loop is not None and self._flush_on is not loop:
                 self._flush_on = loop
@@ -102,15 +106,21 @@ class DeferredFileHandler(logging.FileHandler):
         pending, self._pending = self._pending, []
         if not pending:
             return
-        records = [r if type(r) is not tuple else _record_at(*r) for r in pending]
+        term = self.terminator
+        lines = []
+        for item in pending:
+            record = _record_at(*item) if isinstance(item, tuple) else item
+            try:
+                lines.append(self.format(record) + term)
+            except Exception:  # one bad line (arguments that do not fit) loses only itself
+                self.handleError(record)
         try:
             if self.stream is None:
                 self.stream = self._open()
-            term = self.terminator
-            self.stream.write("".join([self.format(r) + term for r in records]))
+            self.stream.write("".join(lines))
             self.stream.flush()
         except Exception:
-            self.handleError(records[0])
+            self.handleError(record)
 
     def flush(self) -> None:
         self.acquire()

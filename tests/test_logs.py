@@ -303,3 +303,18 @@ def test_info_later_makes_nothing_when_no_handler_takes_it() -> None:
 
     with _only_log_files():
         assert asyncio.run(main()) == 0
+
+
+def test_a_line_whose_arguments_do_not_fit_loses_only_itself(logs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = get_logger("orders")
+
+    async def main() -> None:
+        log.info("first")
+        info_later(log, "submit order client_order_id=%s price=%s", "a-1")  # one argument short
+        log.info("last")
+        await asyncio.sleep(0)
+
+    with _only_log_files():
+        asyncio.run(main())
+    assert [ln.rsplit("] ", 1)[1] for ln in _lines(logs / "orders.log")] == ["first", "last"]
+    assert "not enough arguments for format string" in capsys.readouterr().err  # logging's own report
