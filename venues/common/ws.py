@@ -106,6 +106,7 @@ class DirectConnection(ClientConnection):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # orders must not wait for Nagle
 
     _frames_here = False  # after the handshake: this class reads the frames (``_read_frames``)
+    _max_size: int | None = None  # the largest message websockets would accept
     _rbuf: bytearray | None = None  # an incomplete frame at the end of the last read
     _need = 0  # bytes that frame needs in all (0 while its header is incomplete)
     _head_tail = b""  # the last bytes of the handshake response read so far
@@ -138,6 +139,11 @@ class DirectConnection(ClientConnection):
                 super().data_received(data[:cut])
                 if self.protocol.state is _OPEN and not self.protocol.reader.buffer:
                     self._frames_here = True
+                    # websockets' own limit for a whole unfragmented message, fixed at connect
+                    limits = [
+                        x for x in (self.protocol.max_message_size, self.protocol.max_fragment_size) if x is not None
+                    ]
+                    self._max_size = min(limits) if limits else None
                     if cut < len(data):
                         self._read_frames(data[cut:])
                 elif cut < len(data):
@@ -164,9 +170,7 @@ class DirectConnection(ClientConnection):
         i = 0
         proto = self.protocol
         handler = self.on_frame
-        # websockets' own limit for a whole unfragmented message
-        limits = [x for x in (proto.max_message_size, proto.max_fragment_size) if x is not None]
-        max_size = min(limits) if limits else None
+        max_size = self._max_size
         wall = time.time_ns
         self._need = 0  # stays 0 when what is left is an incomplete header
         while i + 2 <= n:
