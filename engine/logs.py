@@ -75,9 +75,11 @@ class DeferredFileHandler(logging.FileHandler):
             self.handleError(record)
             return
         record.msg, record.args = record.message, None
-        pending = self._pending
-        pending.append(record)
-        if self._flush_on is not loop:
+        self._pending.append(record)
+        self._write_soon(loop)
+
+    def _write_soon(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        if loop is not None and self._flush_on is not loop:
             # a loop that closed with our callback still queued never runs it: schedule again
             self._flush_on = loop
             loop.call_soon(self._flush_soon)
@@ -95,10 +97,7 @@ class DeferredFileHandler(logging.FileHandler):
         self.acquire()
         try:
             self._pending.append((logger, level, msg, args, created_ns))
-            loop = _running_loop()
-            if loop is not None and self._flush_on is not loop:
-                self._flush_on = loop
-                loop.call_soon(self._flush_soon)
+            self._write_soon(_running_loop())
         finally:
             self.release()
 

@@ -132,33 +132,30 @@ def check_order(f: SymbolFilters, order_type: OrderType, price: int, qty: int, r
     skips the notional check for market orders).
     """
     if order_type is _LIMIT:
-        # every order of a quoting strategy comes through here: the LIMIT case in one block
         if price <= 0 or price < f.min_price or (f.max_price and price > f.max_price) or (f.tick and price % f.tick):
             return "Filter failure: PRICE_FILTER"
-        if qty <= 0 or qty < f.min_qty or (f.max_qty and qty > f.max_qty) or (f.step and qty % f.step):
+        if _lot_failure(qty, f.min_qty, f.max_qty, f.step):
             return "Filter failure: LOT_SIZE"
-        if f.min_notional or f.max_notional:
-            notional = price * qty  # scale 2*scale
-            unit = 10**f.scale
-            if f.min_notional and notional < f.min_notional * unit:
-                return f"Filter failure: {f.notional_filter}"
-            if f.max_notional and notional > f.max_notional * unit:
-                return f"Filter failure: {f.notional_filter}"
-        return ""
+        return _notional_failure(f, price, qty, True, True)
+    # MARKET
     if _lot_failure(qty, f.min_qty, f.max_qty, f.step):
         return "Filter failure: LOT_SIZE"
-    market = order_type is OrderType.MARKET
-    has_market_lot = f.market_step or f.market_min_qty or f.market_max_qty
-    if market and has_market_lot and _lot_failure(qty, f.market_min_qty, f.market_max_qty, f.market_step):
+    if (f.market_step or f.market_min_qty or f.market_max_qty) and _lot_failure(
+        qty, f.market_min_qty, f.market_max_qty, f.market_step
+    ):
         return "Filter failure: MARKET_LOT_SIZE"
-    px = ref_price if market else price
-    if px > 0:
-        notional = px * qty  # scale 2*scale
-        unit = 10**f.scale
-        if f.min_notional and (not market or f.apply_min_to_market) and notional < f.min_notional * unit:
-            return f"Filter failure: {f.notional_filter}"
-        if f.max_notional and (not market or f.apply_max_to_market) and notional > f.max_notional * unit:
-            return f"Filter failure: {f.notional_filter}"
+    if ref_price <= 0:
+        return ""
+    return _notional_failure(f, ref_price, qty, f.apply_min_to_market, f.apply_max_to_market)
+
+
+def _notional_failure(f: SymbolFilters, price: int, qty: int, check_min: bool, check_max: bool) -> str:
+    notional = price * qty  # scale 2*scale
+    unit = 10**f.scale
+    if check_min and f.min_notional and notional < f.min_notional * unit:
+        return f"Filter failure: {f.notional_filter}"
+    if check_max and f.max_notional and notional > f.max_notional * unit:
+        return f"Filter failure: {f.notional_filter}"
     return ""
 
 

@@ -193,8 +193,7 @@ class RequestLimiter:
 
     def try_acquire(self, weight: int, orders: int = 0) -> bool:
         """Book ``weight`` (and ``orders``) now if every window has room and no ban is active;
-        False (nothing booked) otherwise. The order hot path's non-waiting ``acquire``: each
-        window's check and booking are inlined, and trimming only runs when a bucket has ended."""
+        False (nothing booked) otherwise. The order hot path's non-waiting ``acquire``."""
         gate = self.gate
         if gate.blocked_until and gate.wait_time() > 0:
             return False
@@ -204,23 +203,15 @@ class RequestLimiter:
             return True
         now = (ws or os_)[0]._clock()  # windows of one limiter share a clock
         for w in ws:
-            if w._used + weight > w.limit and not w.fits(weight, now):
+            if not w.fits(weight, now):
                 return False
         for w in os_:
-            if w._used + orders > w.limit and not w.fits(orders, now):
+            if not w.fits(orders, now):
                 return False
         for w in ws:
-            if now < w._edge:
-                w._counts[w._slot] += weight
-                w._used += weight
-            else:
-                w.book(weight, now)
+            w.book(weight, now)
         for w in os_:
-            if now < w._edge:
-                w._counts[w._slot] += orders
-                w._used += orders
-            else:
-                w.book(orders, now)
+            w.book(orders, now)
         return True
 
     def consume(self, costs: dict[str, int]) -> None:
