@@ -23,6 +23,7 @@ BID = 0
 ASK = 1
 WINDOW = 1 << 16  # tick slots per side; re-centred when the best gets within WINDOW/8 of an edge
 _EDGE = WINDOW >> 3
+_NAN = float("nan")
 
 # meta[book, ...]
 M_BASE = 0  # tick index of ladder slot 0
@@ -578,6 +579,7 @@ class Book:
     """
 
     __slots__ = (
+        "_half_pmul",
         "_pmul",
         "_smul",
         "_top",
@@ -613,6 +615,7 @@ class Book:
         self.best_ask_size_fixed = 0
         self._top = np.zeros(4, dtype=np.int64)
         self._pmul = 1.0 / 10**instrument.price_scale
+        self._half_pmul = 0.5 * self._pmul  # exact: (a + b) * h is (a + b) * 0.5 * pmul to the bit
         self._smul = 1.0 / 10**instrument.size_scale
 
     # --- mutation (feeds and replay) -------------------------------------------------------
@@ -687,11 +690,16 @@ class Book:
             self.best_ask_size_fixed * sm,
         )
 
-    @property
-    def mid(self) -> float:
-        if not (self.best_bid_fixed and self.best_ask_fixed):
-            return float("nan")
-        return (self.best_bid_fixed + self.best_ask_fixed) * 0.5 * self._pmul
+    def mid_price(self) -> float:
+        """``mid``, as a method: a property read is not specialised on Python 3.11 (each one is a
+        call into a new frame from C), a method call is; the engine reads it on every update."""
+        bb = self.best_bid_fixed
+        ba = self.best_ask_fixed
+        if not (bb and ba):
+            return _NAN
+        return (bb + ba) * self._half_pmul
+
+    mid = property(mid_price)
 
     @property
     def spread(self) -> float:

@@ -138,11 +138,29 @@ class Engine:
         """``book`` changed by a whole venue message and is valid."""
         self.book_events += 1
         key = (book.venue, book.symbol)
-        mid = book.mid
+        mid = book.mid_price()
         self.portfolio.mark(book.venue, book.symbol, mid)
-        if self.recorder.enabled:
+        rec = self.recorder
+        # The update's row is numbered now and built after the strategies have run: a quote sent
+        # on this update does not wait for it. Strategies cannot change the book, and nothing
+        # else adds a market row meanwhile, so the log is the same byte for byte.
+        seq = rec.next_seq() if rec.enabled else 0
+        subs = self._book_subs.get(key)
+        if subs:
+            self.ts_tick = book.ts_recv
+            halted = self.risk._halted
+            for s in subs:
+                # ``_call``, inlined: every depth update of a live feed comes through here
+                if halted and s.strategy_id in halted:
+                    continue
+                try:
+                    s.on_book(book)
+                except Exception as exc:
+                    self._strategy_failed(s, "on_book", exc)
+        if seq:
             bid, ask, bid_size, ask_size = book.top()
-            self.recorder.add(
+            rec.add_at(
+                seq,
                 "market",
                 (
                     book.ts_recv,
@@ -158,18 +176,6 @@ class Engine:
                     feed_latency_ns,
                 ),
             )
-        subs = self._book_subs.get(key)
-        if subs:
-            self.ts_tick = book.ts_recv
-            halted = self.risk._halted
-            for s in subs:
-                # ``_call``, inlined: every depth update of a live feed comes through here
-                if halted and s.strategy_id in halted:
-                    continue
-                try:
-                    s.on_book(book)
-                except Exception as exc:
-                    self._strategy_failed(s, "on_book", exc)
 
     def on_trade(self, trade: Trade) -> None:
         self.trade_events += 1
@@ -260,54 +266,58 @@ class Engine:
             self._call(s, s.on_fill, fill)
 
     # --- recording ---------------------------------------------------------------------------
-    def record_order(self, event: str, o: Order, now: int, reason: str = "", code: int = 0, ts_venue: int = 0) -> None:
+    def record_order(
+        self, event: str, o: Order, now: int, reason: str = "", code: int = 0, ts_venue: int = 0, seq: int = 0
+    ) -> None:
+        """One ``orders`` row; ``seq`` when it was numbered earlier (``Recorder.add_at``)."""
         rec = self.recorder
         if not rec.enabled:
             return
         key = (o.venue, o.symbol)
         inst = self.instruments[key]
         book = self.books.get(key)
-        mid = book.mid if book is not None and book.valid else NAN
+        mid = book.mid_price() if book is not None and book.valid else NAN
         # Instrument.price/size and Enum.value, spelled out: every order event of a live session
-        # passes here, the submit before its bytes leave (``.value`` is a Python-level descriptor)
+        # passes here (``.value`` is a Python-level descriptor)
         pdiv = 10**inst.price_scale
         sdiv = 10**inst.size_scale
-        rec.add(
-            "orders",
-            (
-                now,
-                event,
-                o.strategy_id,
-                o.venue,
-                o.symbol,
-                o.client_order_id,
-                o.venue_order_id,
-                "buy" if o.side > 0 else "sell",
-                o.order_type._value_,
-                o.tif._value_,
-                o.price / pdiv,
-                o.qty / sdiv,
-                o.filled / sdiv,
-                (o.qty - o.filled) / sdiv,
-                o.status._value_,
-                reason or o.reason,
-                code,
-                o.ts_tick,
-                o.ts_decided,
-                o.ts_sent,
-                o.ts_acked,
-                ts_venue,
-                mid,
-                o.post_only,
-            ),
+        row = (
+            now,
+            event,
+            o.strategy_id,
+            o.venue,
+            o.symbol,
+            o.client_order_id,
+            o.venue_order_id,
+            "buy" if o.side > 0 else "sell",
+            o.order_type._value_,
+            o.tif._value_,
+            o.price / pdiv,
+            o.qty / sdiv,
+            o.filled / sdiv,
+            (o.qty - o.filled) / sdiv,
+            o.status._value_,
+            reason or o.reason,
+            code,
+            o.ts_tick,
+            o.ts_decided,
+            o.ts_sent,
+            o.ts_acked,
+            ts_venue,
+            mid,
+            o.post_only,
         )
+        if seq:
+            rec.add_at(seq, "orders", row)
+        else:
+            rec.add("orders", row)
 
     def record_fill(self, o: Order, r: ExecReport, fill: Fill, inst: Instrument, now: int) -> None:
         self.fill_count += 1
         if not self.recorder.enabled:
             return
         book = self.books.get((o.venue, o.symbol))
-        mid = book.mid if book is not None and book.valid else NAN
+        mid = book.mid_price() if book is not None and book.valid else NAN
         self.recorder.add(
             "fills",
             (
@@ -371,21 +381,23 @@ class Engine:
         if self.equity_peak - equity > self.max_drawdown:
             self.max_drawdown = self.equity_peak - equity
 
-    def record_risk(self, order: Order, d: RiskDecision, now: int) -> None:
-        if not self.recorder.enabled:
+    def record_risk(self, order: Order, d: RiskDecision, now: int, seq: int = 0) -> None:
+        rec = self.recorder
+        if not rec.enabled:
             return
-        self.recorder.add(
-            "risk",
-            (
-                now,
-                order.strategy_id,
-                order.venue,
-                order.symbol,
-                order.client_order_id,
-                d.check,
-                d.passed,
-                d.reason,
-                d.value,
-                d.limit,
-            ),
+        row = (
+            now,
+            order.strategy_id,
+            order.venue,
+            order.symbol,
+            order.client_order_id,
+            d.check,
+            d.passed,
+            d.reason,
+            d.value,
+            d.limit,
         )
+        if seq:
+            rec.add_at(seq, "risk", row)
+        else:
+            rec.add("risk", row)

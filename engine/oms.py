@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 _log = get_logger("orders")
 
 RETAIN_CLOSED_NS = 600 * 1_000_000_000
+# read on every order: a global, where ``OrderType.LIMIT`` goes through EnumType.__getattr__ on 3.11
+_LIMIT = OrderType.LIMIT
 
 _ALLOWED = {
     OrderStatus.PENDING: frozenset(
@@ -114,7 +116,7 @@ class OrderManager:
         key = (venue, symbol)
         inst = eng.instruments[key]
         now = eng.clock.now()
-        if order_type is OrderType.LIMIT:
+        if order_type is _LIMIT:
             px = inst.round_price(price, side) if math.isfinite(price) else 0
         else:
             px = 0
@@ -137,7 +139,7 @@ class OrderManager:
         order.ts_tick = eng.ts_tick or now
         order.ts_decided = now
         book = eng.books.get(key)
-        mid = book.mid if book is not None and book.valid else math.nan
+        mid = book.mid_price() if book is not None and book.valid else math.nan
         order.mid_at_decision = mid
         self.orders[order.client_order_id] = order
         reason = self._validate(order, inst, mid)
@@ -146,8 +148,8 @@ class OrderManager:
             self._reject(order, reason, now, code=-1013 if reason.startswith("Filter failure") else 0)
             return order
         decision = eng.risk.check(order, inst, mid, now)
-        eng.record_risk(order, decision, now)
         if not decision.passed:
+            eng.record_risk(order, decision, now)
             self._reject(order, decision.reason, now)
             return order
         order.ts_sent = eng.clock.now() + eng.decision_latency_ns
@@ -156,10 +158,20 @@ class OrderManager:
             live = self._open[strategy_id] = {}
         live[order.client_order_id] = order
         self.submitted += 1
-        # recorded before the send, so a venue that answers synchronously (a local reject) is
-        # logged after it; the log line, the slow part, waits until the bytes have left
-        eng.record_order("submit", order, now)
-        eng.venues[venue].submit_order(order)
+        # The risk and submit rows are numbered before the send and built after it: venues report
+        # through the engine later, never from inside ``submit_order``, and do not change the
+        # order there, so the rows and their order in the log are what recording first would give.
+        rec = eng.recorder
+        if rec.enabled:
+            risk_seq = rec.next_seq()
+            submit_seq = rec.next_seq()
+            try:
+                eng.venues[venue].submit_order(order)
+            finally:
+                eng.record_risk(order, decision, now, seq=risk_seq)
+                eng.record_order("submit", order, now, seq=submit_seq)
+        else:
+            eng.venues[venue].submit_order(order)
         if eng.log_orders:
             info_later(
                 _log,
@@ -181,7 +193,7 @@ class OrderManager:
     def _validate(self, order: Order, inst: Instrument, mid: float) -> str:
         if order.qty <= 0 or order.qty < inst.min_qty:
             return "Filter failure: LOT_SIZE"
-        if order.order_type is OrderType.LIMIT:
+        if order.order_type is _LIMIT:
             if order.price <= 0 or (inst.max_price and order.price > inst.max_price) or order.price < inst.min_price:
                 return "Filter failure: PRICE_FILTER"
             notional = inst.notional(order.price, order.qty)
@@ -215,8 +227,15 @@ class OrderManager:
         eng = self.engine
         now = eng.clock.now()
         order.cancel_requested = True
-        eng.record_order("cancel_request", order, now)
-        eng.venues[order.venue].cancel_order(order)
+        rec = eng.recorder
+        if rec.enabled:  # numbered before the send, built after it (``submit``)
+            seq = rec.next_seq()
+            try:
+                eng.venues[order.venue].cancel_order(order)
+            finally:
+                eng.record_order("cancel_request", order, now, seq=seq)
+        else:
+            eng.venues[order.venue].cancel_order(order)
 
     def modify(self, order: Order, price: float | None, qty: float | None) -> Order:
         eng = self.engine

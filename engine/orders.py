@@ -57,7 +57,7 @@ class Order:
         self.price = price
         self.qty = qty
         self.filled = 0
-        self.status = OrderStatus.PENDING
+        self.status = _PENDING
         self.venue_order_id = ""
         self.post_only = post_only
         self.ts_tick = 0
@@ -88,3 +88,6 @@ class Order:
             f"Order({self.client_order_id} {self.side.name} {self.qty}@{self.price} "
             f"{self.venue}:{self.symbol} {self.status.value} filled={self.filled})"
         )
+
+
+_PENDING = OrderStatus.PENDING  # a global: a member read through the Enum class is slow on 3.11

@@ -79,6 +79,18 @@ class Recorder:
         if len(buf) >= self.flush_rows:
             self._flush(table)
 
+    def add_at(self, seq: int, table: str, row: tuple) -> None:
+        """``row`` numbered ``seq``, taken earlier with ``next_seq``: a row whose event came first
+        but that is built later (the order path builds its rows once the order is on the wire).
+        The caller guarantees no other row of ``table`` was added in between, so each table's
+        rows stay in ``seq`` order and the log is the same byte for byte."""
+        if not self.enabled:
+            return
+        buf = self._buf[table]
+        buf.append((seq, *row))
+        if len(buf) >= self.flush_rows:
+            self._flush(table)
+
     def _flush(self, table: str) -> None:
         buf = self._buf[table]
         if not buf or self.run_dir is None:

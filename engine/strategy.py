@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from engine.events import Fill, Trade
     from engine.orders import Order
 
+# globals for the order calls: on 3.11 ``OrderType.LIMIT`` is a call through EnumType.__getattr__
+_LIMIT = OrderType.LIMIT
+_MARKET = OrderType.MARKET
+_IOC = TimeInForce.IOC
+
 
 class Strategy:
     """Base class. Override the ``on_*`` callbacks you need.
@@ -94,7 +99,7 @@ class Strategy:
             venue or self.venue,
             symbol or self.symbols[0],
             side,
-            OrderType.LIMIT,
+            _LIMIT,
             price,
             qty,
             tif,
@@ -107,10 +112,10 @@ class Strategy:
             venue or self.venue,
             symbol or self.symbols[0],
             side,
-            OrderType.MARKET,
+            _MARKET,
             0.0,
             qty,
-            TimeInForce.IOC,
+            _IOC,
             False,
         )
 

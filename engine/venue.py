@@ -23,7 +23,13 @@ class ExecSink(Protocol):
 
 
 class ExecutionVenue(Protocol):
-    """What the order manager needs from a venue."""
+    """What the order manager needs from a venue.
+
+    The calls send and return: a venue reports through the engine's sink later (a simulated
+    venue's timeline, a live adapter's next loop turn), never from inside the call, and leaves
+    the ``Order`` as it was given. The order manager relies on this to build an order's event-log
+    rows after the bytes have left, numbered as if recorded before.
+    """
 
     name: str
     #: False on venues without an amend: the OMS turns modify into cancel + new.

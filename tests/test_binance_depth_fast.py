@@ -149,3 +149,31 @@ def test_fast_path_serves_no_crossed_book() -> None:
     assert len(fast.served) == served and not book.valid and fast.sync.crossed == 1
     assert fast.sync.state != SYNCED and fast.requests  # resync asked for
     assert np.int64(book.update_id) == uid + 1
+
+
+def test_fast_path_keeps_its_entry_point_when_other_signatures_exist() -> None:
+    """A second compiled signature of ``apply_depth`` (here: a payload passed as a uint8 array, as
+    a test or a tool may) must not send the feed back to numba's per-call dispatcher: the entry
+    point is looked up by the types the feed passes."""
+    fast, slow, frames = synced_pair()
+    ts, frame = frames[0]
+    lo, hi = payload_span(frame)
+    sync = fast.sync
+    bs = fast.book.books
+    res = np.zeros_like(sync._res)
+    scratch = sync._scratch.copy()
+    # a copy of the book's arrays: the other signature is compiled without touching the book
+    apply_depth(
+        np.frombuffer(frame, dtype=np.uint8), lo, hi, scratch, sync.scale, bs.lad.copy(), bs.keys.copy(),
+        bs.sizes.copy(), bs.cnt.copy(), bs.dead.copy(), bs.meta.copy(), fast.book.idx, 0, res,
+    )  # fmt: skip
+    dec = MarketFrameDecoder(SymbolMap(["BTC-USDT"]))
+    for ts, frame in frames[:50]:
+        for h in (fast, slow):
+            if h is slow or not h.sync.on_frame(frame, *payload_span(frame), ts):
+                ev = dec.decode(frame, ts)
+                assert isinstance(ev, DepthDiff)
+                h.sync.on_diff(ev)
+    assert len(apply_depth.signatures) >= 2
+    assert sync._apply_frame is not apply_depth
+    assert book_state(fast.book) == book_state(slow.book)

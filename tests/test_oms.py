@@ -169,3 +169,55 @@ def test_a_late_report_within_the_retention_still_finds_its_order():
     s = res.engine.strategies["s1"]
     # all 31 orders closed within the last 600 s of the run: none has left yet
     assert [oms.orders.get(o.client_order_id) for o in s.sent] == s.sent
+
+
+class SpiedSubmit(Strategy):
+    """Submits on the first update and replaces the order on the next one; notes, as each order
+    reaches the venue, whether its rows are in the event log's buffers yet."""
+
+    def on_start(self) -> None:
+        self.seen: list[tuple[str, int, int]] = []  # (client id, orders rows, risk rows) at the venue
+        self.orders: list = []
+        venue = self.engine.venues["testex"]
+        rec = self.engine.recorder
+        for name in ("submit_order", "cancel_order"):
+            real = getattr(venue, name)
+
+            def spy(order, real=real):
+                self.seen.append((order.client_order_id, len(rec._buf["orders"]), len(rec._buf["risk"])))
+                real(order)
+
+            setattr(venue, name, spy)
+
+    def on_book(self, book) -> None:
+        if not self.orders:
+            self.orders.append(self.submit_limit(Side.BUY, 99.0, 0.002))
+        elif len(self.orders) == 1:
+            self.orders.append(self.modify(self.orders[0], price=98.9))
+
+
+def test_an_orders_rows_are_built_after_it_reached_the_venue_and_numbered_before(tmp_path):
+    """The order path sends first and records after (so a quote does not wait for its event-log
+    rows), with the rows numbered where they happened: the update's market row, then the risk
+    check, then the submit; for a replace, the cancel request before the new order's rows."""
+    rows = book().delta(40 * MS, [(1, 999, 5), (1, 1000, 0)]).delta(80 * MS, [(1, 1000, 5)])
+    res = run(rows, SpiedSubmit, {}, run_dir=tmp_path / "run")
+    s = res.engine.strategies["s1"]
+    first, second = s.orders
+    # at the venue, none of that order's rows were in the buffers yet
+    assert [cid for cid, _, _ in s.seen] == [first.client_order_id, first.client_order_id, second.client_order_id]
+    assert s.seen[0][1:] == (0, 0)
+    run_dir = tmp_path / "run"
+    tables = {t: pq.read_table(run_dir / f"{t}.parquet").to_pylist() for t in ("market", "orders", "risk")}
+    for t, table in tables.items():
+        seqs = [r["seq"] for r in table]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), t
+    seq = {(r["client_order_id"], r["event"]): r["seq"] for r in tables["orders"]}
+    risk = {r["client_order_id"]: r["seq"] for r in tables["risk"]}
+    market_before = [r["seq"] for r in tables["market"] if r["seq"] < risk[first.client_order_id]]
+    assert market_before  # the update the order answered was numbered first
+    assert market_before[-1] < risk[first.client_order_id] < seq[(first.client_order_id, "submit")]
+    assert seq[(first.client_order_id, "cancel_request")] < risk[second.client_order_id]
+    assert risk[second.client_order_id] < seq[(second.client_order_id, "submit")]
+    every = sorted(r["seq"] for table in tables.values() for r in table)
+    assert len(set(every)) == len(every)  # one numbering across the tables, no seq used twice

@@ -17,7 +17,12 @@ process handles the answer. The same stack and strategy as ``bench_hot_path`` (`
   (the wrappers add a fraction of a microsecond each);
 - ``--record``: with the event log written, as paper and live trading write it;
 - ``--count``: CPython bytecodes and Python/C calls per tick (``sys.settrace``/``sys.setprofile``
-  over 50 ticks), by function: a measure of the path's work that no machine noise moves.
+  over 50 ticks), by function: a measure of the path's work that no machine noise moves;
+- ``--adaptive``: the instructions of the path that CPython 3.11's adaptive interpreter could not
+  specialise, after the whole run (``dis`` with ``adaptive=True``, for the instructions the path
+  executed in 50 traced ticks): a property read, an Enum member read through its class, a method
+  call on a callable held in a slot, mixed int/float arithmetic. Each costs a generic lookup or
+  a call from C on every tick; none shows in a bytecode count.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import dis
 import gzip
 import itertools
 import secrets
@@ -198,6 +204,8 @@ async def _replay(args: argparse.Namespace, frames: list[bytes]) -> dict[str, An
                 todo = frames[start : start + args.ticks + 300]
                 if args.count:
                     return await _count(feed.ws.on_message, todo)
+                if args.adaptive:
+                    return await _adaptive(feed.ws.on_message, todo)
                 return await _time(args, feed.ws.on_message, todo, written)
             finally:
                 await hot.stop_measured(engine, adapter, log_dir)
@@ -249,6 +257,58 @@ async def _count(on_frame: Callable[[bytes, int], None], todo: list[bytes]) -> d
     return {"counter": counter, "ticks": 50}
 
 
+class ExecutedSites:
+    """The code objects a traced stretch of the path ran, and which of their instructions."""
+
+    def __init__(self) -> None:
+        self.calls: collections.Counter[Any] = collections.Counter()
+        self.offsets: set[tuple[Any, int]] = set()
+
+    def _trace(self, frame: Any, event: str, _arg: Any) -> Any:
+        if event == "call":
+            frame.f_trace_opcodes = True
+            self.calls[frame.f_code] += 1
+        elif event == "opcode":
+            self.offsets.add((frame.f_code, frame.f_lasti))
+        return self._trace
+
+    def unspecialised(self) -> list[tuple[Any, int, list[str]]]:
+        """(code, calls, ["line:OPNAME(arg)", ...]) for every traced function with executed
+        instructions still in their adaptive (unspecialised) form, most called first. A ``CALL``
+        after a specialised ``PRECALL`` is skipped: the ``PRECALL`` made the call itself."""
+        out = []
+        for code, n in self.calls.most_common():
+            sites = []
+            prev = ""
+            for ins in dis.get_instructions(code, adaptive=True):
+                name = ins.opname
+                executed = (code, ins.offset) in self.offsets
+                skip = name == "CALL_ADAPTIVE" and prev.startswith("PRECALL_") and prev != "PRECALL_ADAPTIVE"
+                prev = name
+                if executed and not skip and name.endswith("_ADAPTIVE"):
+                    line = ins.positions.lineno if ins.positions is not None else 0
+                    sites.append(f"{line}:{name.removesuffix('_ADAPTIVE')}({ins.argrepr})")
+            if sites:
+                out.append((code, n, sites))
+        return out
+
+
+async def _adaptive(on_frame: Callable[[bytes, int], None], todo: list[bytes]) -> dict[str, Any]:
+    sites = ExecutedSites()
+    for n, frame in enumerate(todo):
+        if 300 <= n < 350:
+            sys.settrace(sites._trace)
+            try:
+                on_frame(frame, time.time_ns())
+            finally:
+                sys.settrace(None)
+        else:
+            on_frame(frame, time.time_ns())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    return {"sites": sites, "ticks": 50}
+
+
 def _p(values: list[int], q: float) -> float:
     s = sorted(values)
     return s[min(int(len(s) * q), len(s) - 1)] / 1e3 if s else float("nan")
@@ -262,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--back-to-back", action="store_true", help="no loop turns between 49 of 50 ticks (warm)")
     ap.add_argument("--spans", action="store_true", help="time the spans between the path's functions")
     ap.add_argument("--count", action="store_true", help="count bytecodes and calls per tick instead of timing")
+    ap.add_argument(
+        "--adaptive", action="store_true", help="list the path's instructions the interpreter left unspecialised"
+    )
     ap.add_argument("--record", action="store_true", help="write the event log, as paper and live trading do")
     ap.add_argument("--data", type=Path, default=hot.DEFAULT_DATA, help="capture file or directory")
     args = ap.parse_args(argv)
@@ -283,6 +346,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"per tick: {sum(c.ops.values()) / k:.0f} bytecodes, {py / k:.0f} Python calls, {cc / k:.0f} C calls")
         for name, v in c.ops.most_common(60):
             print(f"  {v / k:7.1f} bytecodes {c.calls[name] / k:4.1f} calls  {name}")
+        return 0
+    if args.adaptive:
+        found = res["sites"].unspecialised()
+        total = sum(len(s) for _, _, s in found)
+        print(f"unspecialised instructions executed on the path: {total} (in {len(found)} functions)")
+        for code, calls, s in found:
+            where = f"{Path(code.co_filename).name}:{code.co_name}"
+            print(f"  {where} ({calls / res['ticks']:.0f}/tick): {', '.join(s)}")
         return 0
     totals = res["totals"]
     warm = " (back to back)" if args.back_to_back else ""

@@ -122,7 +122,10 @@ class BookSync:
             book.idx, book.update_id, res,
         )  # fmt: skip
         if apply is apply_depth:
-            self._apply_frame = compiled_apply()
+            self._apply_frame = compiled_apply((
+                frame, lo, hi, self._scratch, self.scale, bs.lad, bs.keys, bs.sizes, bs.cnt, bs.dead, bs.meta,
+                book.idx, book.update_id, res,
+            ))  # fmt: skip
         if status != APPLIED:
             if status != FULL_STOP:
                 return False

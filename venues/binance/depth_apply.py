@@ -13,6 +13,7 @@ produces the errors, gaps and resyncs: the two paths end in the same book.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numba as nb
 import numpy as np
@@ -61,16 +62,19 @@ def apply_depth(buf, lo, hi, scratch, scale, lad, keys, sizes, cnt, dead, meta, 
     return APPLIED
 
 
-def compiled_apply() -> Callable[..., int]:
-    """``apply_depth`` without numba's per-call dispatch once it has been compiled: the entry
-    point of its one signature. Typing 14 arguments on every call costs about a microsecond;
-    ``BookSync`` always passes the same types (the frame's ``bytes``, its own int64 arrays and
-    ints), so the dispatcher is asked once. Until then, or if more than one signature exists,
-    the dispatcher itself."""
-    sigs = apply_depth.signatures
-    if len(sigs) != 1:
+def compiled_apply(args: tuple[Any, ...]) -> Callable[..., int]:
+    """``apply_depth`` without numba's per-call dispatch once it has been compiled for ``args``:
+    the entry point of that signature. Typing 14 arguments on every call costs about a
+    microsecond; ``BookSync`` always passes the same types (the frame's ``bytes``, its own int64
+    arrays and ints), so the dispatcher is asked once. The signature is looked up by the
+    arguments' types, so other compiled signatures (a test's, a uint8 array's) do not send the
+    hot path back to the dispatcher. Until it is compiled, the dispatcher itself."""
+    try:
+        sig = tuple(nb.typeof(a) for a in args)
+    except ValueError:
         return apply_depth
-    return apply_depth.overloads[sigs[0]].entry_point
+    cres = apply_depth.overloads.get(sig)
+    return apply_depth if cres is None else cres.entry_point
 
 
 def scratch_for(frame_bytes: int) -> np.ndarray:

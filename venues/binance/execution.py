@@ -158,10 +158,11 @@ class BinanceExecutionClient:
         if reason:
             self._reject_soon(order, reason, INVALID_MESSAGE)
             return
+        sent = self._write_new(order, f)
+        # answers and reports are read in later loop iterations: the order is on the wire first
         track = _Track(cid, order.symbol, f.wire, order, order.price, order.qty)
         track.sending = True
         self._tracks[cid] = track
-        sent = self._write_new(order, f)
         if sent is None:
             track.queued = True
             track.task = self._spawn(self._send_new(track, self.order_params(order, f), None))

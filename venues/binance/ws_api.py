@@ -207,13 +207,14 @@ class BinanceWsApi:
     ) -> tuple[str, asyncio.Future[WsApiMessage]]:
         """Write one request frame now (on ``conn`` when the caller holds the live connection);
         its answer will resolve the returned future."""
-        fut: asyncio.Future[WsApiMessage] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = fut
         try:
             (self.ws if conn is None else conn).send_now(data)
         except Exception as exc:
-            self._pending.pop(rid, None)
             raise NotConnected(f"binance WS API send failed ({method}): {exc}") from exc
+        # answers are read in a later loop iteration: the future is made after the write, so
+        # the order's bytes do not wait for it
+        fut: asyncio.Future[WsApiMessage] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
         return rid, fut
 
     async def answer(

@@ -24,7 +24,7 @@ from collections import deque
 from multidict import CIMultiDict
 from yarl import URL
 
-from venues.common.loop import QueuedSends
+from venues.common.loop import queued_sends
 
 Response = tuple[int, CIMultiDict[str], bytes]
 
@@ -92,13 +92,15 @@ class Http1Connection(asyncio.Protocol):
         t = self.transport
         if t is None or self.closing:
             raise ConnectionError("connection is not open")
-        fut: asyncio.Future[Response] = self.loop.create_future()
-        self.pending.append(fut)
-        QueuedSends.count += 1
+        queued_sends.count += 1
         if self._corked is not None:
             self._corked.append(data)
         else:
             t.write(data)
+        # the answer is read in a later loop iteration, so its future can wait until the bytes
+        # are written: on the order path that is a future's creation less before the send
+        fut: asyncio.Future[Response] = self.loop.create_future()
+        self.pending.append(fut)
         self.requests += 1
         return fut
 

@@ -42,9 +42,19 @@ class QueuedSends:
     market frame holds a hundred more frames, the order waits for all of them. The frame reader
     (``ws.DirectConnection``) compares the count around each frame it hands over and, when the
     frame caused a request, returns to the loop and reads the rest of the data one turn later,
-    after the order has been sent."""
+    after the order has been sent.
 
-    count = 0
+    One instance, ``queued_sends``: the count is read around every frame, and an instance slot
+    is a specialised load and store where a class attribute is not (on 3.11 a class attribute
+    store also invalidates the class's attribute caches every time)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+queued_sends = QueuedSends()
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

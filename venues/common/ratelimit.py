@@ -201,7 +201,8 @@ class RequestLimiter:
         os_ = self._orders if orders > 0 else ()
         if not ws and not os_:
             return True
-        now = (ws or os_)[0]._clock()  # windows of one limiter share a clock
+        clock = (ws or os_)[0]._clock  # windows of one limiter share a clock
+        now = clock()
         for w in ws:
             if not w.fits(weight, now):
                 return False

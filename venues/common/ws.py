@@ -29,7 +29,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from venues.common.backoff import ReconnectPolicy
-from venues.common.loop import QueuedSends, batches_writes
+from venues.common.loop import batches_writes, queued_sends
 
 try:
     from websockets.speedups import apply_mask
@@ -98,6 +98,18 @@ class DirectConnection(ClientConnection):
     _corked: list[bytes] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The per-read state on the instance from the start: on 3.11 an attribute read that finds
+        # only the class default is not specialised, and these are read on every socket read
+        # (``_corked`` on every order, and on uvloop it is never set otherwise).
+        self._frames_here = self._paused_for_send = False
+        self._max_size = self._rbuf = self._deferred = self._fragments = self._corked = None
+        self._need = 0
+        self._head_tail = b""
+        self.chunk_ns = self.chunk_index = 0
+        if "on_frame" not in self.__dict__:
+            self.on_frame = type(self).on_frame
+        if "on_read_done" not in self.__dict__:
+            self.on_read_done = type(self).on_read_done
         super().connection_made(transport)
         self._yield_for_sends = batches_writes(asyncio.get_running_loop())
         sock = transport.get_extra_info("socket")
@@ -199,10 +211,10 @@ class DirectConnection(ClientConnection):
                 self._need = end - i
                 break
             if (b0 == 0x81 or b0 == 0x82) and handler is not None and not proto.expect_continuation_frame:
-                sends = QueuedSends.count
+                sends = queued_sends.count
                 handler(data[i + head : end], wall())
                 self.chunk_index += 1
-                if QueuedSends.count != sends and self._yield_for_sends and end < n:
+                if queued_sends.count != sends and self._yield_for_sends and end < n:
                     # this frame sent an order: let the loop put it on the wire before the rest
                     self._defer(data[end:])
                     return
@@ -293,7 +305,7 @@ class DirectConnection(ClientConnection):
         protocol = self.protocol
         if protocol.state is not _OPEN or protocol.expect_continuation_frame or self.send_in_progress is not None:
             raise ConnectionError("WebSocket is not open")
-        QueuedSends.count += 1
+        queued_sends.count += 1
         corked = self._corked
         if corked is not None:
             corked.append(client_frame(data, text))
