@@ -195,3 +195,25 @@ def test_client_frames_parse_back_and_masks_vary() -> None:
     masks = MaskSource(block=64)
     keys = [masks.take() for _ in range(100)]  # crosses several refills
     assert all(len(k) == 4 for k in keys) and len(set(keys)) > 90
+
+
+def test_room_then_booking_is_try_acquire_split_around_the_write() -> None:
+    """The order hot path checks for room before it writes and books after (``room_at`` then
+    ``book_at``): together they book what ``try_acquire`` would, a refusal books nothing, and a
+    check alone books nothing either."""
+    c = Clock()
+    weight = WeightWindow("W", 10, 60.0, c)
+    orders_10s = WeightWindow("O10", 3, 10.0, c)
+    lim = RequestLimiter({"weight": [weight], "orders": [orders_10s]})
+    at = lim.room_at(1, 1)
+    assert at == c.t and (weight.used, orders_10s.used) == (0, 0)
+    for _ in range(3):
+        at = lim.room_at(1, 1)
+        assert at is not None
+        lim.book_at(1, 1, at)
+    assert (weight.used, orders_10s.used) == (3, 3)
+    assert lim.room_at(1, 1) is None and lim.room_at(1) is not None  # a cancel has room still
+    lim.book_at(2, 0, c.t)
+    assert (weight.used, orders_10s.used) == (5, 3)
+    lim.gate.block(1.0, "HTTP 429")
+    assert lim.room_at(1) is None

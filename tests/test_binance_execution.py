@@ -9,13 +9,15 @@ import time
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_binance_support import CREDS, Sink, capture_log, fixture, http_server, loop_config, verify_signature
 
 from engine import events as ev
 from engine.model import OrderType, Side, TimeInForce
 from engine.orders import Order
 from venues.binance.decode import decode_exchange_info, decode_user_event
-from venues.binance.execution import BinanceExecutionClient
+from venues.binance.execution import CLIENT_ID, BinanceExecutionClient, valid_client_id
 from venues.binance.filters import parse_filters, to_instrument
 from venues.binance.numbers import parse_fixed
 from venues.binance.rest import BinanceRest
@@ -351,3 +353,26 @@ async def test_reconcile_queries_what_binance_does_not_list() -> None:
     assert sink.kinds("6gCrw2kRUAF9CvJDGP16IP") == [ev.ACCEPTED, ev.FILL]
     assert sink.kinds("other-1") == [ev.ACCEPTED]
     assert ex.track_state("6gCrw2kRUAF9CvJDGP16IP")["terminal"] == "filled"
+
+
+def test_client_id_check_without_the_regex_agrees_with_it() -> None:
+    """The execution client checks the order manager's ``<prefix>-<n>`` ids against prefixes it has
+    seen valid instead of running the pattern on every order; it must judge every id as the
+    pattern does, whatever came before."""
+    known: set[str] = set()
+    seen = ["mm-a1b2c3", "tick", "x_y-z"]
+    for p in seen:
+        assert valid_client_id(f"{p}-1", known)
+    assert known == set(seen)
+    alphabet = st.sampled_from([*"abcXYZ019-_", ".", " ", "é", "٣", "²", "\n"])
+    tail = st.text(alphabet=alphabet, max_size=40)
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.sampled_from([*seen, "new"]), tail)
+    def check(prefix: str, rest: str) -> None:
+        cid = f"{prefix}-{rest}"
+        assert valid_client_id(cid, known) == bool(CLIENT_ID.match(cid))
+
+    check()
+    assert not valid_client_id("tick-" + "1" * 32, known)  # 37 characters
+    assert valid_client_id("tick-" + "1" * 31, known)

@@ -60,6 +60,24 @@ VENUE = "binance"
 MS = 1_000_000
 _MARKET = OrderType.MARKET
 CLIENT_ID = re.compile(r"^[a-zA-Z0-9\-_]{1,36}$")
+
+
+def valid_client_id(cid: str, known: set[str]) -> bool:
+    """``CLIENT_ID.match(cid)``, without the regular expression for the order manager's ids:
+    ``<prefix>-<n>`` with ``prefix`` in ``known`` (prefixes of ids found valid before, added here)
+    and ``n`` ASCII digits is valid whenever it is 36 characters or fewer."""
+    head, _, n = cid.rpartition("-")
+    if head in known and n.isdigit() and n.isascii() and len(cid) <= 36:
+        return True
+    if not CLIENT_ID.match(cid):
+        return False
+    if head and n.isdigit() and n.isascii():
+        if len(known) >= 1024:  # a strategy's prefix per session: few; this bounds a misuse
+            known.clear()
+        known.add(head)
+    return True
+
+
 _OPEN_STATES = frozenset({"", "NEW", "PARTIALLY_FILLED", "PENDING_NEW"})
 _EXPIRED_STATES = frozenset({"EXPIRED", "EXPIRED_IN_MATCH"})
 #: a request already on the wire: (WS API method, request id, answer future) or a REST request
@@ -138,6 +156,7 @@ class BinanceExecutionClient:
         self._corks = 0
         self._corked: list[Any] = []
         self._templates: dict[Any, SignedTemplate] = {}
+        self._id_prefixes: set[str] = set()  # prefixes of client ids found valid (``_valid_id``)
         self._templates_for: Any = None  # the credentials the templates were built with
         self.sent = 0
         self.written_now = 0  # requests on the wire before submit/cancel returned
@@ -151,7 +170,7 @@ class BinanceExecutionClient:
         if f is None:
             self._reject_soon(order, SYMBOL_NOT_FOUND, BAD_SYMBOL)
             return
-        if not CLIENT_ID.match(cid):
+        if not valid_client_id(cid, self._id_prefixes):
             self._reject_soon(order, f"Invalid client order id {cid!r}", INVALID_MESSAGE)
             return
         reason = check_order(f, order.order_type, order.price, order.qty)

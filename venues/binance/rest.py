@@ -362,24 +362,32 @@ class BinanceRest:
         """``request_now`` for a request rendered from ``template`` (``order_wire``): the same
         request without building and encoding its parameters again. ``PendingRequest.params`` is
         empty: pass the parameters to ``finish`` (a -1021 answer is retried with them)."""
-        conn = self._fast_conn(conn, weight, orders)
+        conn = self._fast_pick(conn)
         if conn is None:
+            return None
+        limiter = self.limiter
+        now = limiter.room_at(weight, orders)
+        if now is None:
             return None
         signer = self._signer_for()
         query = template.render_query(signer, values, self.clock.now_ms())
-        return self._write_fast(conn, method, path, query, _NO_PARAMS, weight, orders, timeout_s)
+        sent = self._write_fast(conn, method, path, query, _NO_PARAMS, weight, orders, timeout_s)
+        limiter.book_at(weight, orders, now)  # once the request is written (``room_at``)
+        return sent
 
     def _fast_conn(self, conn: Http1Connection | None, weight: int, orders: int) -> Http1Connection | None:
+        conn = self._fast_pick(conn)
+        if conn is None or not self.limiter.try_acquire(weight, orders):
+            return None
+        return conn
+
+    def _fast_pick(self, conn: Http1Connection | None) -> Http1Connection | None:
         pool = self.fast
         if pool is None or self.credentials is None:
             self.open_order_connections()
             return None
         if conn is None or not conn.usable:
             conn = pool.pick()
-        if conn is None:
-            return None
-        if not self.limiter.try_acquire(weight, orders):
-            return None
         return conn
 
     def _write_fast(

@@ -183,11 +183,18 @@ class BinanceWsApi:
             if conn is None:
                 raise NotConnected(f"binance WS API not connected ({method})")
         limiter = self.limiter
-        if limiter is not None and not limiter.try_acquire(weight, orders):
-            return None
+        at = 0.0
+        if limiter is not None:
+            room = limiter.room_at(weight, orders)
+            if room is None:
+                return None
+            at = room
         rid = self._prefix + str(next(self._ids))
         data = template.render_ws(self.signer(), method, rid, values, self.clock.now_ms())
-        return self._post(method, rid, data, conn)
+        sent = self._post(method, rid, data, conn)
+        if limiter is not None:  # booked once the request is on the wire (``room_at``)
+            limiter.book_at(weight, orders, at)
+        return sent
 
     def signer(self) -> HmacSigner:
         creds = self.credentials

@@ -194,26 +194,42 @@ class RequestLimiter:
     def try_acquire(self, weight: int, orders: int = 0) -> bool:
         """Book ``weight`` (and ``orders``) now if every window has room and no ban is active;
         False (nothing booked) otherwise. The order hot path's non-waiting ``acquire``."""
+        now = self.room_at(weight, orders)
+        if now is None:
+            return False
+        self.book_at(weight, orders, now)
+        return True
+
+    def room_at(self, weight: int, orders: int = 0) -> float | None:
+        """``try_acquire`` without the booking: the windows' clock reading at which ``weight``
+        and ``orders`` fit, None when a window is full or a ban is active. The order hot path
+        checks here before it writes and books with ``book_at`` after: with no await between the
+        two nothing else can book in between, and the booking does not hold the bytes back."""
         gate = self.gate
         if gate.blocked_until and gate.wait_time() > 0:
-            return False
+            return None
         ws = self._weight if weight > 0 else ()
         os_ = self._orders if orders > 0 else ()
         if not ws and not os_:
-            return True
+            return 0.0
         clock = (ws or os_)[0]._clock  # windows of one limiter share a clock
         now = clock()
         for w in ws:
             if not w.fits(weight, now):
-                return False
+                return None
         for w in os_:
             if not w.fits(orders, now):
-                return False
-        for w in ws:
-            w.book(weight, now)
-        for w in os_:
-            w.book(orders, now)
-        return True
+                return None
+        return now
+
+    def book_at(self, weight: int, orders: int, now: float) -> None:
+        """Book what ``room_at`` found room for, at its clock reading ``now``."""
+        if weight > 0:
+            for w in self._weight:
+                w.book(weight, now)
+        if orders > 0:
+            for w in self._orders:
+                w.book(orders, now)
 
     def consume(self, costs: dict[str, int]) -> None:
         for kind, cost in costs.items():
