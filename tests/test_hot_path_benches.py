@@ -76,3 +76,17 @@ def test_ab_checks_out_a_revision_and_removes_it() -> None:
         pass
     with pytest.raises(bench_ab.BenchError, match="no 'frame -> order bytes written' line"):
         bench_ab.parse("Traceback (most recent call last): ...", "frame -> order bytes written")
+
+
+def test_ab_compares_the_line_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--line`` picks which result line the two versions are compared on, e.g. the end of the
+    read callback (when uvloop actually sends) instead of the write."""
+    out = (
+        "  frame handed over -> order bytes written n=10  p50=   50.0 us  p99=  90.0 us  p99.9= 99.0 us\n"
+        "  frame handed over -> its read callback ends n=10  p50=   61.5 us  p99=  120.0 us  p99.9= 130.0 us\n"
+    )
+    assert bench_ab.parse(out, "frame handed over -> order bytes written") == (50.0, 90.0)
+    assert bench_ab.parse(out, "its read callback ends") == (61.5, 120.0)
+    with pytest.raises(SystemExit):
+        bench_ab.main(["--help"])
+    assert "--line" in capsys.readouterr().out

@@ -75,8 +75,9 @@ def checkout(rev: str) -> Iterator[Path]:
             tmp.rmdir()
 
 
-def run_once(tree: Path, bench: str, args: list[str]) -> tuple[float, float]:
+def run_once(tree: Path, bench: str, args: list[str], line: str | None = None) -> tuple[float, float]:
     cmd, marker = _BENCHES[bench]
+    marker = line or marker
     full = [sys.executable, *cmd, *args]
     if "--data" not in args:
         full += ["--data", str(hot.DEFAULT_DATA)]
@@ -94,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("other", nargs="?", default=".", help="git revision, or . (default)")
     ap.add_argument("--pairs", type=int, default=4, help="alternating pairs of runs (default 4)")
     ap.add_argument("--bench", choices=sorted(_BENCHES), default="breakdown")
+    ap.add_argument(
+        "--line",
+        help="compare the result line containing this text (default: frame -> order bytes written; "
+        "e.g. 'its read callback ends' for when uvloop actually sends)",
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     a = ap.parse_args(argv[:cut])
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(a.pairs):
                 order = ("base", "other") if i % 2 == 0 else ("other", "base")
                 for name in order:
-                    p50, p99 = run_once(trees[name], a.bench, extra)
+                    p50, p99 = run_once(trees[name], a.bench, extra, a.line)
                     results[name].append((p50, p99))
                     rev = a.base if name == "base" else a.other
                     print(f"pair {i + 1} {name:>5} ({rev}): p50 {p50:.1f} us  p99 {p99:.1f} us", flush=True)
