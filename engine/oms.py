@@ -162,16 +162,13 @@ class OrderManager:
         # through the engine later, never from inside ``submit_order``, and do not change the
         # order there, so the rows and their order in the log are what recording first would give.
         rec = eng.recorder
-        if rec.enabled:
-            risk_seq = rec.next_seq()
-            submit_seq = rec.next_seq()
-            try:
-                eng.venues[venue].submit_order(order)
-            finally:
-                eng.record_risk(order, decision, now, seq=risk_seq)
-                eng.record_order("submit", order, now, seq=submit_seq)
-        else:
+        risk_seq = rec.next_seq() if rec.enabled else 0
+        submit_seq = rec.next_seq() if rec.enabled else 0
+        try:
             eng.venues[venue].submit_order(order)
+        finally:
+            eng.record_risk(order, decision, now, seq=risk_seq)
+            eng.record_order("submit", order, now, seq=submit_seq)
         if eng.log_orders:
             info_later(
                 _log,
@@ -228,14 +225,11 @@ class OrderManager:
         now = eng.clock.now()
         order.cancel_requested = True
         rec = eng.recorder
-        if rec.enabled:  # numbered before the send, built after it (``submit``)
-            seq = rec.next_seq()
-            try:
-                eng.venues[order.venue].cancel_order(order)
-            finally:
-                eng.record_order("cancel_request", order, now, seq=seq)
-        else:
+        seq = rec.next_seq() if rec.enabled else 0  # numbered before the send, built after it (``submit``)
+        try:
             eng.venues[order.venue].cancel_order(order)
+        finally:
+            eng.record_order("cancel_request", order, now, seq=seq)
 
     def modify(self, order: Order, price: float | None, qty: float | None) -> Order:
         eng = self.engine

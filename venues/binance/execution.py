@@ -156,7 +156,7 @@ class BinanceExecutionClient:
         self._corks = 0
         self._corked: list[Any] = []
         self._templates: dict[Any, SignedTemplate] = {}
-        self._id_prefixes: set[str] = set()  # prefixes of client ids found valid (``_valid_id``)
+        self._id_prefixes: set[str] = set()  # prefixes of client ids found valid (``valid_client_id``)
         self._templates_for: Any = None  # the credentials the templates were built with
         self.sent = 0
         self.written_now = 0  # requests on the wire before submit/cancel returned
