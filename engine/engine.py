@@ -104,6 +104,15 @@ class Engine:
             if strategy.wants_trades:
                 self._trade_subs.setdefault(key, []).append(strategy)
 
+    def remove_strategy(self, strategy_id: str) -> Strategy | None:
+        """Take a strategy out (no more callbacks); its orders stay with the order manager."""
+        strategy = self.strategies.pop(strategy_id, None)
+        if strategy is not None:
+            for subs in (*self._book_subs.values(), *self._trade_subs.values()):
+                if strategy in subs:
+                    subs.remove(strategy)
+        return strategy
+
     def wants_book(self, key: tuple[str, str]) -> int:
         """0 nobody listens, 1 top-of-book changes, 2 every message (replay kernel wake flags)."""
         subs = self._book_subs.get(key, ())

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -231,6 +232,45 @@ def _deferred_handlers(logger: logging.Logger) -> list[DeferredFileHandler] | No
             found.append(h)
         lg = lg.parent if lg.propagate else None
     return found
+
+
+class _ThreadMute(logging.Filter):
+    """Drops the records made on one thread; other threads' records pass."""
+
+    def __init__(self, ident: int) -> None:
+        super().__init__()
+        self.ident = ident
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return threading.get_ident() != self.ident
+
+
+class Muted:
+    """While entered, every ``hft`` log record made on the entering thread is dropped, records of
+    other threads (the recorder's writer, say) still reach the files. For work that runs the real
+    code for no real purpose (``engine.warm``): what it does must not read as the system's doing.
+
+    A filter on the loggers, present only while entered: outside, nothing on the logging path
+    changes (``info_later`` keeps its fast path, which it takes only on loggers without filters).
+    """
+
+    __slots__ = ("_filter", "_loggers")
+
+    def __init__(self) -> None:
+        self._filter = _ThreadMute(threading.get_ident())
+        self._loggers = [logging.getLogger("hft")] + [logging.getLogger(f"hft.{c}") for c in COMPONENTS]
+
+    def __enter__(self) -> Muted:
+        self._filter.ident = threading.get_ident()
+        f = self._filter
+        for lg in self._loggers:
+            lg.filters.append(f)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        f = self._filter
+        for lg in self._loggers:
+            lg.filters.remove(f)
 
 
 def flush_logs() -> None:

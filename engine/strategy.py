@@ -29,11 +29,15 @@ class Strategy:
 
     ``subscriptions`` are ``(venue, symbol)`` pairs; ``book_updates`` is ``"top"`` (called when
     the best bid or ask price changes, the default) or ``"every"`` (after every book message);
-    ``wants_trades`` asks for ``on_trade``.
+    ``wants_trades`` asks for ``on_trade``. ``warm = True`` lets the live path warmer
+    (``engine.warm``) run a twin of the strategy (same class and params, its own state) on a
+    shadow engine while the market is quiet: set it only when ``on_book`` acts through this API
+    alone (orders, logs), with no effect outside the engine (files, sockets, shared objects).
     """
 
     book_updates = "top"
     wants_trades = False
+    warm = False
 
     def __init__(self, strategy_id: str, venue: str, symbols: list[str], params: dict[str, Any] | None = None) -> None:
         self.strategy_id = strategy_id

@@ -29,6 +29,7 @@ DEFAULTS = {
 
 class MarketMaker(Strategy):
     book_updates = "top"
+    warm = True  # acts only through the strategy API
 
     def __init__(self, strategy_id: str, venue: str, symbols: list[str], params: dict | None = None) -> None:
         super().__init__(strategy_id, venue, symbols, {**DEFAULTS, **(params or {})})

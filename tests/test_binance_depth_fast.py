@@ -177,3 +177,35 @@ def test_fast_path_keeps_its_entry_point_when_other_signatures_exist() -> None:
     assert len(apply_depth.signatures) >= 2
     assert sync._apply_frame is not apply_depth
     assert book_state(fast.book) == book_state(slow.book)
+
+
+def test_warm_applies_the_last_diff_to_a_copy_and_leaves_the_book_alone() -> None:
+    """``BookSync.warm`` (the path warmer's feed part) runs the compiled apply of the last diff on
+    a scratch copy: after any number of calls, between real diffs, the book, its arrays and its
+    counters are what the same diffs give without it, and the copy holds the book the diff made."""
+    fast, slow, frames = synced_pair()
+    assert not fast.sync.warm()  # nothing applied by the fast path yet
+    taken = 0
+    for n, (ts, frame) in enumerate(frames[:400]):
+        lo, hi = payload_span(frame)
+        for h in (fast, slow):
+            if not h.sync.on_frame(frame, lo, hi, ts):
+                ev = MarketFrameDecoder(SymbolMap(["BTC-USDT"])).decode(frame, ts)
+                assert isinstance(ev, DepthDiff)
+                h.sync.on_diff(ev)
+        if fast.sync.warm(refresh_every=50):
+            taken += 1
+            if n % 7 == 0:
+                fast.sync.warm(refresh_every=50)  # twice in a row: the same again
+        assert book_state(fast.book) == book_state(slow.book)
+        assert (fast.sync.applied, fast.sync.dropped, fast.sync.gaps) == (slow.sync.applied, slow.sync.dropped, 0)
+        assert fast.served == slow.served
+    assert taken >= 390
+    for a, b in zip(fast.book.books.arrays(), slow.book.books.arrays(), strict=True):
+        assert np.array_equal(a, b)
+    # the copy, refreshed from the book and given the last diff again, is the book
+    lad, _keys, _sizes, cnt, _dead, meta = fast.sync._warm_arrays  # type: ignore[misc]
+    real = fast.book.books
+    assert np.array_equal(lad, real.lad) and np.array_equal(cnt, real.cnt) and np.array_equal(meta, real.meta)
+    fast.sync.on_apply = lambda *_: None  # paper trading's hook: the fast path is not used, nor warm
+    assert not fast.sync.warm()

@@ -90,3 +90,18 @@ def test_ab_compares_the_line_asked_for(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit):
         bench_ab.main(["--help"])
     assert "--line" in capsys.readouterr().out
+
+
+def test_hot_path_bench_with_the_path_warmer(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--warm-us`` runs ``engine.warm.PathWarmer`` beside the measured path: its passes are
+    counted and the socket-read figure is printed again with the wait a pass may have caused."""
+    args = ["--ticks", "200", "--warmup", "20", "--max-rounds", "1", "--entry", "ws", "--mode", "place"]
+    assert bench_hot_path.main([*args, "--warm-us", "100", "--data", str(DAY)]) == 0
+    out = capsys.readouterr().out
+    assert "path warmer=100 us (spin)" in out
+    passes = re.search(r"'warm_passes': (\d+), 'warm_pass_us': \(([\d.]+), ([\d.]+)\)", out)
+    assert passes is not None and int(passes.group(1)) > 0 and 0 < float(passes.group(2)) <= float(passes.group(3))
+    assert "+ the warm pass it may have waited for" in out
+    frame_line = next(line for line in out.splitlines() if "frame handed over -> order bytes written" in line)
+    n, _ = P50.search(frame_line).groups()  # type: ignore[union-attr]
+    assert int(n) >= 200

@@ -4,6 +4,7 @@ strategy/risk/OMS code trades against simulated execution, and the event log is 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -18,6 +19,17 @@ CAPTURE = REPO.parent / "shared" / "data" / "real" / "binance_spot_hftbacktest" 
 server = pytest.importorskip("sim.fake_binance.server")
 
 
+async def _paper_session(spec, out: Path, duration_s: float):
+    """A paper session against the fake Binance streaming the capture at 30x real time."""
+    async with server.FakeBinance(data=CAPTURE, speed=30) as fb:
+        cfg = load_config(
+            REPO / "config" / "exchanges" / "binance.json",
+            overrides={"rest_url": fb.rest_url, "ws_url": fb.ws_url, "ws_api_url": fb.ws_api_url},
+            env={},
+        )
+        return await run_paper(spec, cfg, out, duration_s=duration_s)
+
+
 @pytest.fixture(scope="module")
 def paper_run(tmp_path_factory):
     import asyncio
@@ -25,16 +37,7 @@ def paper_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("paper") / "run"
     spec = load_run_spec(REPO / "config" / "paper" / "market_maker_binance.json", mode="paper")
 
-    async def go():
-        async with server.FakeBinance(data=CAPTURE, speed=30) as fb:
-            cfg = load_config(
-                REPO / "config" / "exchanges" / "binance.json",
-                overrides={"rest_url": fb.rest_url, "ws_url": fb.ws_url, "ws_api_url": fb.ws_api_url},
-                env={},
-            )
-            return await run_paper(spec, cfg, out, duration_s=8.0)
-
-    return asyncio.run(go()), out
+    return asyncio.run(_paper_session(spec, out, 8.0)), out
 
 
 def test_paper_session_trades_and_writes_a_normal_event_log(paper_run):
@@ -99,3 +102,43 @@ def test_paper_client_ids_carry_the_session_so_a_restart_never_reuses_one(paper_
     # a process started a millisecond later has another tag; the tag wraps after 36**6 ms
     assert session_tag(10**12 * 1_000_000) != session_tag((10**12 + 1) * 1_000_000)
     assert session_tag(0) == "000000" and session_tag((36**6 - 1) * 1_000_000) == "zzzzzz"
+
+
+def test_paper_session_with_the_path_warmer_trades_the_same_way(tmp_path):
+    """``"warm"`` in a paper config runs the path warmer beside the session: it makes passes while
+    the feed is quiet and nothing of them reaches the event log or the order logs."""
+    import asyncio
+
+    out = tmp_path / "run"
+    spec = load_run_spec(REPO / "config" / "paper" / "market_maker_binance.json", mode="paper")
+    spec.warm = {"interval_us": 300.0, "spin": True, "probe": True}
+
+    res = asyncio.run(_paper_session(spec, out, 5.0))
+    system = (out / "logs" / "system.log").read_text()
+    m = re.search(r"path warmer stopped: passes=(\d+) .* twins=market_maker_paper", system)
+    assert m is not None and int(m.group(1)) > 100, system
+    submitted = res.summary["orders_submitted"]
+    assert submitted > 0
+    con = duckdb.connect()
+    rows = con.execute(f"select count(*) from read_parquet('{out}/orders.parquet') where event='submit'").fetchone()
+    assert rows[0] == submitted == res.engine.oms.submitted
+    ids = {r[0] for r in con.execute(f"select client_order_id from read_parquet('{out}/orders.parquet')").fetchall()}
+    assert all(int(cid.rpartition("-")[2]) <= submitted for cid in ids)  # no id taken by a shadow order
+    orders_log = (out / "logs" / "orders.log").read_text()
+    assert orders_log.count("submit order") == submitted
+
+
+def test_a_bad_warm_section_names_the_field(tmp_path):
+    from engine.errors import ConfigError
+
+    cfg = json.loads((REPO / "config" / "paper" / "market_maker_binance.json").read_text())
+    cfg["exchange"] = str(REPO / "config" / "exchanges" / "binance.json")
+    cfg["warm"] = {"interval_us": 0}
+    path = tmp_path / "paper.json"
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=r"warm\.interval_us: must be > 0"):
+        load_run_spec(path, mode="paper")
+    cfg["warm"] = {"interval_us": 200, "spin": "yes"}
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=r"warm\.spin"):
+        load_run_spec(path, mode="paper")

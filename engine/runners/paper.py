@@ -36,6 +36,7 @@ from engine.recorder import Recorder
 from engine.risk import RiskEngine
 from engine.runners.backtest import code_version, summarize
 from engine.runners.spec import RunSpec
+from engine.warm import PathWarmer
 from sim import kernel as K
 from sim import latency as lat
 from sim.queue import model_code
@@ -261,9 +262,12 @@ async def run_paper(
         for sync in md.syncs.values():
             sync.on_apply = kernel.on_apply
         t0 = time.perf_counter()
+        warmer = PathWarmer(engine, **spec.warm) if spec.warm is not None else None
         with trading_gc(), thread_switch():  # the recorder writes from a thread of its own
             engine.start()
             task = md.start()
+            if warmer is not None:
+                warmer.start(loop)
             if ready is not None:
                 ready(engine)
             stop = stop or asyncio.Event()
@@ -272,6 +276,8 @@ async def run_paper(
             except TimeoutError:
                 pass
             finally:
+                if warmer is not None:
+                    warmer.stop()
                 engine.stop()
                 await md.stop()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -48,6 +48,9 @@ class RunSpec:
     runs_root: Path
     mark_interval_ns: int
     raw: dict[str, Any] = field(default_factory=dict)
+    #: the live path warmer (``engine.warm``), paper and live only: None when the config has no
+    #: ``warm`` section, else ``PathWarmer`` keyword arguments (interval_us, spin, probe)
+    warm: dict[str, Any] | None = None
 
 
 def load_strategy(path: Path | str, entry: Any = None) -> StrategySpec:
@@ -133,6 +136,14 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
         strategy_risk[sid] = RiskLimits.parse_updates(limits, f"{where}#strategy_risk.{sid}")
     out = root.section("output")
     instruments = root.raw("instruments", None)
+    warm = None
+    if root.has("warm"):
+        w = root.section("warm")
+        warm = {
+            "interval_us": w.number("interval_us", 250.0, positive=True),
+            "spin": w.bool("spin", True),
+            "probe": w.bool("probe", True),
+        }
     return RunSpec(
         path=where,
         name=root.str("name", Path(path).stem),
@@ -151,4 +162,5 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
         runs_root=resolve_path(o.get("runs_root") or out.str("runs_root", "runs"), base),
         mark_interval_ns=int(out.number("mark_interval_ms", 1000, minimum=0) * 1_000_000),
         raw=root.data,
+        warm=warm,
     )

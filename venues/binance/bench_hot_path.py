@@ -57,6 +57,7 @@ from engine.portfolio import Portfolio
 from engine.recorder import Recorder
 from engine.risk import RiskEngine, RiskLimits
 from engine.strategy import Strategy
+from engine.warm import PathWarmer
 from venues.binance.adapter import BinanceAdapter
 from venues.binance.config import Credentials, parse_config
 from venues.common.loop import run, uvloop_available
@@ -78,6 +79,7 @@ class TickQuoter(Strategy):
     """
 
     book_updates = "every"
+    warm = True
 
     def on_start(self) -> None:
         self.live: Order | None = None
@@ -109,9 +111,10 @@ FAKE_SPEED: str | float = "max"
 
 
 # --- the fake, in its own process ----------------------------------------------------------------
-def fake_binance(data: list[str], key: str, secret: str, start: str = "subscribe") -> Any:
+def fake_binance(data: list[str], key: str, secret: str, start: str = "subscribe", speed: Any = None) -> Any:
     """The fake with limits out of the way: at speed=max this process sends thousands of orders a
-    second. ``start="subscribe"``: the replay starts when the client's feed subscribes."""
+    second. ``start="subscribe"``: the replay starts when the client's feed subscribes; ``speed``
+    defaults to ``FAKE_SPEED``."""
     from sim.fake_binance.server import FakeBinance
 
     big = 10**9
@@ -119,7 +122,7 @@ def fake_binance(data: list[str], key: str, secret: str, start: str = "subscribe
         data=data,
         api_key=key,
         api_secret=secret,
-        speed=FAKE_SPEED,
+        speed=FAKE_SPEED if speed is None else speed,
         start=start,
         balances={"BTC": "1000", "USDT": "1000000000"},
         weight_limit=big,
@@ -136,11 +139,15 @@ def _pin(cpu: int | None) -> None:
             os.sched_setaffinity(0, {cpu})
 
 
-def _serve_fake(pipe: Connection, data: list[str], key: str, secret: str, cpu: int | None = None) -> None:
+def _serve_fake(
+    pipe: Connection, data: list[str], key: str, secret: str, cpu: int | None = None, speed: Any = "max"
+) -> None:
     _pin(cpu)
 
     async def main() -> None:
-        async with fake_binance(data, key, secret) as fb:
+        # ``speed`` comes as an argument: a spawned process imports this module afresh, with
+        # FAKE_SPEED at its default
+        async with fake_binance(data, key, secret, speed=speed) as fb:
             pipe.send((fb.rest_url, fb.ws_url, fb.ws_api_url))
             loop = asyncio.get_running_loop()
             while True:
@@ -162,7 +169,9 @@ class FakeProcess:
     def __init__(self, data: list[Path], key: str, secret: str, cpu: int | None = None) -> None:
         ctx = mp.get_context("spawn")
         self.pipe, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve_fake, args=(child, [str(p) for p in data], key, secret, cpu), daemon=True)
+        self.proc = ctx.Process(
+            target=_serve_fake, args=(child, [str(p) for p in data], key, secret, cpu, FAKE_SPEED), daemon=True
+        )
 
     def start(self, timeout_s: float = 60.0) -> tuple[str, str, str]:
         self.proc.start()
@@ -189,6 +198,8 @@ class Samples:
     frame_to_order: list[int] = field(default_factory=list)  # ns, to the new order's bytes
     frame_to_first: list[int] = field(default_factory=list)  # ns, to the first order write
     read_to_order: list[int] = field(default_factory=list)  # ns, frames first in their socket read
+    # the same plus the warm pass the frame may have waited for (read began right after one)
+    read_to_order_warm: list[int] = field(default_factory=list)
     frame_to_sent: list[int] = field(default_factory=list)  # ns, to the end of the reading callback
     ticks: int = 0  # depth frames that wrote an order
     depth_frames: int = 0
@@ -206,6 +217,7 @@ class Probe:
         self._first = 0
         self._last = 0
         self._unsent: list[int] = []  # ticks of the current read, waiting for its callback to end
+        self.warmer: PathWarmer | None = None
 
     def read_done(self, now: int) -> None:
         """The callback that read the last ticks returned: on uvloop their orders leave now."""
@@ -253,6 +265,14 @@ class Probe:
             self._unsent.append(t0)
             if first_in_read:
                 s.read_to_order.append(self._last - read_ns)
+                w = self.warmer
+                if w is not None:
+                    # A frame that arrived during a warm pass waited for it, unseen by the timings
+                    # above (they start when the loop reads). Charged to every read that began
+                    # within 20 us of a pass's end: an upper bound of that wait.
+                    after = read_ns - w.last_end_ns
+                    waited = w.last_end_ns - w.last_start_ns if 0 <= after < 20_000 else 0
+                    s.read_to_order_warm.append(self._last - read_ns + waited)
 
         return timed
 
@@ -299,6 +319,8 @@ class Run:
     pin: bool = True  # this process on CPU 0, the fake on CPU 1 (when there are two)
     record: bool = False  # write the event log, as paper and live trading do
     every: int = 1  # an order on every n-th depth update
+    warm_us: float = 0.0  # run the path warmer after this long without market data (0: off)
+    warm_spin: bool = True  # the warmer polls every loop turn (else a millisecond timer)
 
     @property
     def label(self) -> str:
@@ -392,6 +414,12 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
             conn = ws_api.ws.ws
             assert conn is not None
             conn.transport = TransportTap(conn.transport, probe.on_write)
+        warmer = None
+        if run_.warm_us > 0:
+            warmer = PathWarmer(engine, run_.warm_us, spin=run_.warm_spin, feeds=[feed.warm])
+        if warmer is not None:
+            probe.warmer = warmer
+            warmer.start(loop)
         try:
             last, quiet_since = -1, loop.time()
             while loop.time() - quiet_since < 2.0:
@@ -399,7 +427,13 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
                 if probe.round_ticks != last:
                     last, quiet_since = probe.round_ticks, loop.time()
         finally:
+            if warmer is not None:
+                warmer.stop()
             await stop_measured(engine, adapter, log_dir)
+    warm = {}
+    if warmer is not None:
+        mean = warmer.pass_ns_total / warmer.passes / 1000 if warmer.passes else 0.0
+        warm = {"warm_passes": warmer.passes, "warm_pass_us": (round(mean, 1), round(warmer.pass_ns_max / 1000, 1))}
     return {
         "ticks": probe.round_ticks,
         "orders": engine.oms.submitted,
@@ -413,6 +447,7 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
         "cpu_per_depth_us": round((time.process_time() - cpu0) / max(feed.syncs[SYMBOL].applied, 1) * 1e6),
         "connects": (feed.ws.connects, ws_api.ws.connects),
         "sync": (feed.syncs[SYMBOL].applied, feed.syncs[SYMBOL].dropped, feed.syncs[SYMBOL].snapshots),
+        **warm,
     }
 
 
@@ -518,6 +553,17 @@ def main(argv: list[str] | None = None) -> int:
         "move the book, as for a quoting strategy that acts on some updates",
     )
     ap.add_argument(
+        "--warm-us",
+        type=float,
+        default=0.0,
+        help="run the path warmer (engine.warm) after this many microseconds without market data (default 0: off)",
+    )
+    ap.add_argument(
+        "--warm-timer",
+        action="store_true",
+        help="the warmer runs on a timer (millisecond resolution) instead of polling every loop turn",
+    )
+    ap.add_argument(
         "--fake",
         choices=("process", "inline"),
         default="process",
@@ -536,8 +582,11 @@ def main(argv: list[str] | None = None) -> int:
         if not p.exists():
             print(f"error: capture not found at {p}", file=sys.stderr)
             return 2
-    if args.ticks < 1 or args.warmup < 0 or args.gc_threshold < 0 or args.every < 1:
-        print("error: --ticks and --every must be at least 1, --warmup and --gc-threshold at least 0", file=sys.stderr)
+    if args.ticks < 1 or args.warmup < 0 or args.gc_threshold < 0 or args.every < 1 or args.warm_us < 0:
+        print(
+            "error: --ticks and --every must be at least 1, --warmup, --gc-threshold and --warm-us at least 0",
+            file=sys.stderr,
+        )
         return 2
     logs_dir = tempfile.TemporaryDirectory(prefix="hft-bench-logs-") if args.logs else None
     # component logs stay in memory unless asked for; the numbers go to stdout
@@ -546,12 +595,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.loop == "uvloop" and not uvloop_available():
         print("error: uvloop is not installed; use --loop asyncio", file=sys.stderr)
         return 2
+    warmer = "off" if not args.warm_us else f"{args.warm_us:g} us ({'timer' if args.warm_timer else 'spin'})"
     print(
         f"hot path: fake Binance (speed={args.speed}, {args.fake}) -> feed -> engine -> order socket; "
         f"loop={args.loop}, order log={'on' if args.log_orders else 'off'}, "
         f"log files={'on' if args.logs else 'off'}, "
         f"event log={'on' if args.record else 'off'}, "
-        f"gen-0 GC threshold={args.gc_threshold or 'default'}"
+        f"gen-0 GC threshold={args.gc_threshold or 'default'}, "
+        f"path warmer={warmer}"
     )
     print(f"python: {interpreter()}")
     status = 0
@@ -570,6 +621,8 @@ def main(argv: list[str] | None = None) -> int:
                 not args.no_pin,
                 args.record,
                 args.every,
+                args.warm_us,
+                not args.warm_timer,
             )
             ref_before = reference_ms()
             samples, rounds = bench(args.data, cfg)
@@ -586,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(line("frame handed over -> order bytes written", samples.frame_to_order))
             print(line("socket read -> order bytes (1st in read)", samples.read_to_order))
+            if samples.read_to_order_warm:
+                print(line("  + the warm pass it may have waited for", samples.read_to_order_warm))
             if cfg.loop == "uvloop":
                 print(line("frame handed over -> its read callback ends", samples.frame_to_sent))
     if logs_dir is not None:

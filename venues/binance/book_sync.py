@@ -42,6 +42,7 @@ from venues.binance.depth_apply import (
     R_ROW,
     R_SIDE,
     R_TOP,
+    R_U,
     RES_LEN,
     apply_depth,
     compiled_apply,
@@ -102,6 +103,11 @@ class BookSync:
         self._scratch_bytes = _SCRATCH_BYTES
         self._res = np.zeros(RES_LEN, dtype=np.int64)
         self._apply_frame: Callable[..., int] = apply_depth  # its compiled entry after the first call
+        # ``warm``: the last frame the fast path applied, and a scratch copy of the book's arrays
+        self._warm_src: tuple[bytes, int, int] | None = None
+        self._warm_arrays: tuple[np.ndarray, ...] | None = None
+        self._warm_res = np.zeros(RES_LEN, dtype=np.int64)
+        self._warm_uses = 0
 
     # --- the fast path -----------------------------------------------------------------------
     def on_frame(self, frame: bytes, lo: int, hi: int, ts_recv: int) -> bool:
@@ -131,12 +137,39 @@ class BookSync:
                 return False
             self._finish_full()
         ev, _first, last, _nb, _na, _side, _row, bb, bbs, ba, bas = res.tolist()
+        self._warm_src = (frame, lo, hi)
         self.last_recv_ns = ts_recv
         book.best_bid_fixed = bb
         book.best_bid_size_fixed = bbs
         book.best_ask_fixed = ba
         book.best_ask_size_fixed = bas
         self._applied(last, ev * MS, ts_recv)
+        return True
+
+    def warm(self, refresh_every: int = 4096) -> bool:
+        """Run the compiled apply of the last diff the fast path applied once more, on a scratch
+        copy of the book's arrays (the book itself is not touched): for the path warmer
+        (``engine.warm``), so that the next diff finds this code in the caches. A diff sets
+        absolute quantities, so applying it again to the copy changes nothing there either; the
+        copy is taken again every ``refresh_every`` calls, and whenever the book's overflow grew."""
+        src = self._warm_src
+        if src is None or self.state is not SYNCED or self.on_apply is not None:
+            return False
+        bs = self.book.books
+        arrays = self._warm_arrays
+        self._warm_uses += 1
+        if arrays is None or arrays[1].shape != bs.keys.shape or self._warm_uses >= refresh_every:
+            arrays = self._warm_arrays = tuple(a.copy() for a in bs.arrays())
+            self._warm_uses = 0
+        frame, lo, hi = src
+        if hi - lo > self._scratch_bytes:
+            return False
+        lad, keys, sizes, cnt, dead, meta = arrays
+        prev = int(self._res[R_U]) - 1  # the chain check passes: the diff is applied as before
+        self._apply_frame(
+            frame, lo, hi, self._scratch, self.scale, lad, keys, sizes, cnt, dead, meta,
+            self.book.idx, prev, self._warm_res,
+        )  # fmt: skip
         return True
 
     def _finish_full(self) -> None:

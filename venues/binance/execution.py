@@ -55,6 +55,7 @@ from venues.binance.order_wire import SignedTemplate
 from venues.binance.rest import W_ORDER_CANCEL, W_ORDER_NEW, BinanceRest, PendingRequest
 from venues.binance.ws_api import BinanceWsApi
 from venues.common.http1 import Http1Connection
+from venues.common.ws import client_frame
 
 VENUE = "binance"
 MS = 1_000_000
@@ -121,6 +122,14 @@ class _Track:
         self.queued = False  # the new order waits in its task: its bytes are not out yet
         self.task: asyncio.Task[None] | None = None
         self.conn: Http1Connection | None = None  # REST connection the new order went out on
+
+
+def _new_values(order: Order, f: SymbolFilters) -> tuple[str, ...]:
+    """A new order's template slots: client id, price (not for MARKET), quantity."""
+    scale = f.scale
+    if order.order_type is _MARKET:
+        return (order.client_order_id, format_fixed(order.qty, scale))
+    return (order.client_order_id, format_fixed(order.price, scale), format_fixed(order.qty, scale))
 
 
 class BinanceExecutionClient:
@@ -237,6 +246,11 @@ class BinanceExecutionClient:
             "Order modification not supported",
             0,
         )
+
+    def dry_run(self) -> BinanceDryRun:
+        """An ``ExecutionVenue`` that prepares requests as this client would and sends none
+        (``engine.warm``)."""
+        return BinanceDryRun(self)
 
     # --- batching ------------------------------------------------------------------------------
     def cork(self) -> None:
@@ -369,12 +383,7 @@ class BinanceExecutionClient:
     def _write_new(self, order: Order, f: SymbolFilters) -> _Sent:
         """Put a new order on the wire now if a connection can take it (None: send it from a task)."""
         tpl = self._new_template(order, f)
-        scale = f.scale
-        if order.order_type is _MARKET:
-            values: tuple[str, ...] = (order.client_order_id, format_fixed(order.qty, scale))
-        else:
-            values = (order.client_order_id, format_fixed(order.price, scale), format_fixed(order.qty, scale))
-        return self._write_template("order.place", "POST", tpl, values, W_ORDER_NEW, 1, None)
+        return self._write_template("order.place", "POST", tpl, _new_values(order, f), W_ORDER_NEW, 1, None)
 
     def _write_cancel(self, track: _Track) -> _Sent:
         """The cancel on the wire now if possible, on the connection its order went out on when that
@@ -821,3 +830,54 @@ class BinanceExecutionClient:
             "filled": t.cum,
             "qty": t.qty,
         }
+
+
+class BinanceDryRun:
+    """``BinanceExecutionClient``'s order path without the send: the same filters, client-id check,
+    template, timestamp, signature and framing, on the client's own templates, signer and rate
+    limiter (checked, never booked), with the result thrown away. Nothing is written, tracked,
+    counted or reported. For the path warmer (``engine.warm``), which runs it while the market is
+    quiet so that the next real order finds this code and its data in the caches."""
+
+    supports_modify = False
+
+    def __init__(self, client: BinanceExecutionClient) -> None:
+        self.client = client
+        self.name = client.name
+        self.prepared = 0  # requests prepared (and dropped)
+
+    def submit_order(self, order: Order) -> None:
+        c = self.client
+        f = c.filters.get(order.symbol)
+        if f is None or not valid_client_id(order.client_order_id, c._id_prefixes):
+            return
+        if check_order(f, order.order_type, order.price, order.qty):
+            return
+        self._prepare("order.place", "POST", c._new_template(order, f), _new_values(order, f), W_ORDER_NEW, 1)
+
+    def cancel_order(self, order: Order) -> None:
+        c = self.client
+        f = c.filters.get(order.symbol)
+        if f is not None:
+            tpl = c._cancel_template(f.wire)
+            self._prepare("order.cancel", "DELETE", tpl, (order.client_order_id,), W_ORDER_CANCEL, 0)
+
+    def modify_order(self, order: Order, price: int, qty: int) -> None:
+        return None  # supports_modify is False: the order manager cancels and submits instead
+
+    def _prepare(
+        self, ws_method: str, http_method: str, tpl: SignedTemplate, values: tuple[str, ...], weight: int, orders: int
+    ) -> None:
+        c = self.client
+        api = c.ws_api
+        if c._ws_entry and api is not None and api.ws.live is not None and api.credentials is not None:
+            if api.limiter is not None:
+                api.limiter.room_at(weight, orders)
+            client_frame(api.render_template(ws_method, tpl, values, "warm"), True)
+        else:
+            rest = c.rest
+            if rest.fast is None or rest.credentials is None:
+                return
+            rest.limiter.room_at(weight, orders)
+            rest.fast_request(http_method, "/api/v3/order", rest.render_template(tpl, values))
+        self.prepared += 1

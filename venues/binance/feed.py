@@ -160,6 +160,11 @@ class BinanceMarketData:
     def connected(self) -> bool:
         return self.ws.connected.is_set()
 
+    def warm(self) -> None:
+        """``BookSync.warm`` for every book: the path warmer's (``engine.warm``) part of the feed."""
+        for sync in self.syncs.values():
+            sync.warm()
+
     # --- socket callbacks ----------------------------------------------------------------------
     async def _on_open(self, _ws: object) -> None:
         for sym in self.config.symbols:

@@ -369,11 +369,25 @@ class BinanceRest:
         now = limiter.room_at(weight, orders)
         if now is None:
             return None
-        signer = self._signer_for()
-        query = template.render_query(signer, values, self.clock.now_ms())
+        query = self.render_template(template, values)
         sent = self._write_fast(conn, method, path, query, _NO_PARAMS, weight, orders, timeout_s)
         limiter.book_at(weight, orders, now)  # once the request is written (``room_at``)
         return sent
+
+    def render_template(self, template: SignedTemplate, values: tuple[str, ...]) -> str:
+        """The signed query string, timestamped now (``request_template_now`` sends it)."""
+        return template.render_query(self._signer_for(), values, self.clock.now_ms())
+
+    def fast_request(self, method: str, path: str, query: str) -> bytes:
+        """The bytes of a request on the raw order connections (API key header included)."""
+        pool = self.fast
+        creds = self.credentials
+        assert pool is not None and creds is not None
+        block, key = self._fast_head
+        if key != creds.api_key:
+            block = header_block(pool.host_header, {"User-Agent": USER_AGENT, "X-MBX-APIKEY": creds.api_key})
+            self._fast_head = (block, creds.api_key)
+        return format_request(method, f"{pool.prefix}{path}?{query}", block)
 
     def _fast_conn(self, conn: Http1Connection | None, weight: int, orders: int) -> Http1Connection | None:
         conn = self._fast_pick(conn)
@@ -401,15 +415,8 @@ class BinanceRest:
         orders: int,
         timeout_s: float | None,
     ) -> PendingRequest:
-        pool = self.fast
-        creds = self.credentials
-        assert pool is not None and creds is not None
-        block, key = self._fast_head
-        if key != creds.api_key:
-            block = header_block(pool.host_header, {"User-Agent": USER_AGENT, "X-MBX-APIKEY": creds.api_key})
-            self._fast_head = (block, creds.api_key)
         self.requests += 1
-        answer = conn.request(format_request(method, f"{pool.prefix}{path}?{query}", block))
+        answer = conn.request(self.fast_request(method, path, query))
         return PendingRequest(
             conn, answer, method, path, params, True, weight, orders, timeout_s or self.config.order_timeout_s
         )
