@@ -91,6 +91,7 @@ class PathWarmer:
         self.last_start_ns = 0  # perf_counter_ns of the last pass (what a frame may have waited for)
         self.last_end_ns = 0
         self.twins: list[str] = []  # strategies whose twins run in the shadow
+        self.no_twin: dict[str, str] = {}  # warm strategies whose twin could not be made, and why
         self._mute = Muted()
         self._shadow: Engine | None = None
         self._probe_sid: dict[tuple[str, str], str] = {}
@@ -115,6 +116,7 @@ class PathWarmer:
         """The shadow, from the real engine as it is now (limits, balances, strategies)."""
         real = self.engine
         self.twins = []
+        self.no_twin = {}
         self._probe_sid = {}
         self._limits_seen = self._limits()
         self._fills_seen = real.fill_count
@@ -141,7 +143,11 @@ class PathWarmer:
                 self._probe_sid.setdefault(key, s.strategy_id)
             if not s.warm:
                 continue
-            twin = type(s)(s.strategy_id, s.venue, list(s.symbols), dict(s.params))
+            try:
+                twin = type(s)(s.strategy_id, s.venue, list(s.symbols), dict(s.params))
+            except Exception as exc:  # a constructor of another shape: the probe warms its orders
+                self.no_twin[s.strategy_id] = repr(exc)
+                continue
             shadow.add_strategy(twin)
             self.twins.append(s.strategy_id)
         shadow.start()
@@ -227,6 +233,8 @@ class PathWarmer:
         if self._shadow is None:
             with self._mute:  # now, not in the first pass, which a frame might wait for
                 self._shadow = self._build()
+        for sid, why in self.no_twin.items():
+            _log.warning("path warmer: no twin of %s (%s); its order path is still warmed", sid, why)
         self._quiet_since = _perf_ns()
         self._schedule()
         _log.info(

@@ -105,3 +105,13 @@ def test_hot_path_bench_with_the_path_warmer(capsys: pytest.CaptureFixture[str])
     frame_line = next(line for line in out.splitlines() if "frame handed over -> order bytes written" in line)
     n, _ = P50.search(frame_line).groups()  # type: ignore[union-attr]
     assert int(n) >= 200
+
+
+def test_breakdown_with_gaps_between_ticks_and_warm_passes_in_them(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--ticks", "100", "--gap-us", "2000", "--warm-us", "200", "--data", str(DAY)]
+    assert bench_breakdown.main(args) == 0
+    out = capsys.readouterr().out
+    assert "2000 us between ticks (a warm pass every 200 us of it)" in out
+    total = re.search(r"n=(\d+) p50=([\d.]+) us", out)
+    assert total is not None and int(total.group(1)) == 100 and float(total.group(2)) > 0
+    assert bench_breakdown.main(["--gap-us", "-1", "--data", str(DAY)]) == 2

@@ -8,16 +8,20 @@ import asyncio
 import secrets
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from test_binance_support import CAPTURE, capture_log, wait_until
 
 from engine.logs import Muted, flush_logs, get_logger, setup_logging
-from engine.warm import PathWarmer
+from engine.model import Side
+from engine.strategy import Strategy
+from engine.warm import NullVenue, PathWarmer
 from venues.binance import bench_hot_path as hot
 from venues.binance.adapter import BinanceAdapter
 from venues.binance.config import Credentials
+
+from simkit import MS, Rows, run
 
 DAY = str(CAPTURE / "btcusdt_20240808.gz")
 
@@ -200,3 +204,65 @@ async def test_a_failing_shadow_stops_the_warmer_not_the_engine(tmp_path: Path) 
 def test_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="interval_us must be > 0"):
         PathWarmer(None, interval_us=0)  # type: ignore[arg-type]
+
+
+class _Quoter(Strategy):
+    """Quotes once per book, then keeps its bid where it is; opts in to the warmer."""
+
+    warm = True
+
+    def on_book(self, book: object) -> None:
+        if not hasattr(self, "bid"):
+            self.bid = self.submit_limit(Side.BUY, 999.0, 0.01)
+
+
+class _OnlyOnce(_Quoter):
+    """Opts in, but its constructor claims what a second instance cannot have: no twin."""
+
+    taken: ClassVar[set[str]] = set()
+
+    def __init__(self, strategy_id: str, venue: str, symbols: list[str], params: dict | None = None) -> None:
+        super().__init__(strategy_id, venue, symbols, params)
+        if strategy_id in _OnlyOnce.taken:
+            raise RuntimeError(f"{strategy_id} already running")
+        _OnlyOnce.taken.add(strategy_id)
+
+
+def test_on_a_backtest_engine_venues_without_a_dry_run_take_nothing_and_odd_strategies_get_no_twin(
+    tmp_path: Path,
+) -> None:
+    """The warmer needs nothing venue-specific: a venue without ``dry_run`` (the simulated one)
+    gets a null venue in the shadow. A strategy that opts in but cannot be built again keeps its
+    order path warm through the probe, with one warning."""
+    rows = Rows().snapshot(0, [(1000, 5)], [(1001, 5)]).trade(10 * MS, -1, 1000, 1)
+    res = run(rows, _Quoter, {}, run_dir=tmp_path / "run")
+    engine = res.engine
+    book = next(iter(engine.books.values()))
+    assert book.valid
+    before = (engine.oms.submitted, len(engine.oms.orders), engine.recorder.seq, engine.portfolio.balances())
+
+    warmer = PathWarmer(engine, interval_us=100)
+    for _ in range(5):
+        warmer.warm_once()
+    assert warmer.twins == ["s1"] and warmer.passes == 5
+    shadow = warmer._shadow
+    assert shadow is not None and all(isinstance(v, NullVenue) for v in shadow.venues.values())
+    # the twin quoted in the first pass and holds its bid after; the probe took the other passes
+    assert shadow.risk.summary()["checks"]["passed"] == 1 + 4
+    assert (engine.oms.submitted, len(engine.oms.orders), engine.recorder.seq, engine.portfolio.balances()) == before
+
+    odd = run(rows, _OnlyOnce, {}, strategy_id="odd").engine
+    warmer = PathWarmer(odd, interval_us=100)
+    with capture_log("system") as system:
+        loop = asyncio.new_event_loop()
+        try:
+            warmer.start(loop)
+            warmer.stop()
+        finally:
+            loop.close()
+    assert warmer.twins == [] and "odd" in warmer.no_twin
+    assert system.grep("path warmer: no twin of odd (RuntimeError")
+    warmer.warm_once()
+    shadow = warmer._shadow
+    assert shadow is not None and shadow.risk.summary()["checks"]["passed"] == 1  # the probe's order
+    assert shadow.oms.submitted == 1 and not shadow.oms.orders  # sent, then forgotten after the pass

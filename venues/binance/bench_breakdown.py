@@ -16,6 +16,9 @@ process handles the answer. The same stack and strategy as ``bench_hot_path`` (`
 - ``--spans``: timing wrappers on the path's functions and the P50 of each span between them
   (the wrappers add a fraction of a microsecond each);
 - ``--record``: with the event log written, as paper and live trading write it;
+- ``--gap-us N``: N microseconds of spinning after each tick, before the next frame: what the time
+  between ticks does to the path (a live depth stream updates every 100 ms); with ``--warm-us W``
+  the path warmer (``engine.warm``) makes a pass every W microseconds of that gap;
 - ``--count``: CPython bytecodes and Python/C calls per tick (``sys.settrace``/``sys.setprofile``
   over 50 ticks), by function: a measure of the path's work that no machine noise moves;
 - ``--adaptive``: the instructions of the path that CPython 3.11's adaptive interpreter could not
@@ -46,6 +49,7 @@ import msgspec
 
 from engine.gcpolicy import trading_gc
 from engine.logs import setup_logging
+from engine.warm import PathWarmer
 from venues.binance import bench_hot_path as hot
 from venues.binance.adapter import BinanceAdapter
 from venues.binance.config import Credentials
@@ -206,7 +210,8 @@ async def _replay(args: argparse.Namespace, frames: list[bytes]) -> dict[str, An
                     return await _count(feed.ws.on_message, todo)
                 if args.adaptive:
                     return await _adaptive(feed.ws.on_message, todo)
-                return await _time(args, feed.ws.on_message, todo, written)
+                warmer = PathWarmer(engine, args.warm_us, feeds=[feed.warm]) if args.warm_us > 0 else None
+                return await _time(args, feed.ws.on_message, todo, written, warmer)
             finally:
                 await hot.stop_measured(engine, adapter, log_dir)
 
@@ -219,10 +224,31 @@ async def _until(cond: Callable[[], bool], what: str, timeout_s: float = 30.0) -
         await asyncio.sleep(0.01)
 
 
+def _idle(gap_ns: int, warmer: PathWarmer | None) -> None:
+    """``gap_ns`` with nothing to do but spin (the CPU stays busy: what the path loses meanwhile is
+    the caches', not an idle CPU's), and a warm pass every ``warmer.interval_ns`` of it."""
+    clock = time.perf_counter_ns
+    end = clock() + gap_ns
+    if warmer is None:
+        while clock() < end:
+            pass
+        return
+    next_pass = clock() + warmer.interval_ns
+    while (now := clock()) < end:
+        if now >= next_pass:
+            warmer.warm_once()
+            next_pass = clock() + warmer.interval_ns
+
+
 async def _time(
-    args: argparse.Namespace, on_frame: Callable[[bytes, int], None], todo: list[bytes], written: list[int]
+    args: argparse.Namespace,
+    on_frame: Callable[[bytes, int], None],
+    todo: list[bytes],
+    written: list[int],
+    warmer: PathWarmer | None = None,
 ) -> dict[str, Any]:
     clock = time.perf_counter_ns
+    gap_ns = int(args.gap_us * 1000)
     totals: list[int] = []
     marks: list[tuple[str, int]] = []
     spans: collections.defaultdict[tuple[str, str], list[int]] = collections.defaultdict(list)
@@ -241,6 +267,8 @@ async def _time(
             if not args.back_to_back or n % 50 == 0:
                 await asyncio.sleep(0)
                 await asyncio.sleep(0)
+            if gap_ns:
+                _idle(gap_ns, warmer)
     return {"totals": totals, "spans": spans if args.spans else {}}
 
 
@@ -326,8 +354,24 @@ def main(argv: list[str] | None = None) -> int:
         "--adaptive", action="store_true", help="list the path's instructions the interpreter left unspecialised"
     )
     ap.add_argument("--record", action="store_true", help="write the event log, as paper and live trading do")
+    ap.add_argument(
+        "--gap-us",
+        type=float,
+        default=0.0,
+        help="after each tick (and its answer), spin this many microseconds before the next frame: how "
+        "long the path sits unused between ticks",
+    )
+    ap.add_argument(
+        "--warm-us",
+        type=float,
+        default=0.0,
+        help="with --gap-us: a path warmer pass (engine.warm) every this many microseconds of the gap",
+    )
     ap.add_argument("--data", type=Path, default=hot.DEFAULT_DATA, help="capture file or directory")
     args = ap.parse_args(argv)
+    if args.gap_us < 0 or args.warm_us < 0:
+        print("error: --gap-us and --warm-us must be at least 0", file=sys.stderr)
+        return 2
     if not args.data.exists():
         print(f"error: no capture at {args.data}", file=sys.stderr)
         return 2
@@ -337,7 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     res = run(_replay(args, frames))
     log = "on" if args.record else "off"
     ref_after = hot.reference_ms()
-    print(f"in-process replay: {args.entry} {args.mode}, event log {log}, reference {ref:.0f} / {ref_after:.0f} ms")
+    idle = f", {args.gap_us:g} us between ticks" if args.gap_us else ""
+    if args.gap_us and args.warm_us:
+        idle += f" (a warm pass every {args.warm_us:g} us of it)"
+    print(
+        f"in-process replay: {args.entry} {args.mode}, event log {log}{idle}, reference {ref:.0f} / {ref_after:.0f} ms"
+    )
     if args.count:
         c: OpCounter = res["counter"]
         k = res["ticks"]
