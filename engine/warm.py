@@ -1,8 +1,9 @@
 """Keeping the tick-to-order path warm while the market is quiet.
 
-On the development VM a tick that follows the previous one at once costs about 35 µs from frame to
-order bytes; after 0.5 ms of nothing it costs 43-50 µs, after 2 ms about 90 µs and after 5 ms
-about 150 µs (``bench_breakdown``, the process spinning in between, so not the idle CPU's doing).
+On the development VM a tick that follows the previous one at once costs about 35-40 µs from
+frame to order bytes; after 0.5-1 ms of other work it costs 45-50 µs, after 2 ms about 90 µs, after
+5 ms 100-150 µs and after 20 ms about 200 µs (``bench_breakdown --gap-us``: the process spins in
+between, so this is not an idle CPU waking up).
 Every span of the path slows alike, the compiled book update and the OpenSSL signature as much
 as the Python: while this core does something else its caches and branch predictors go to other
 work. A live depth stream updates every 100 ms, so without help every real tick is a cold one.
