@@ -86,6 +86,15 @@ class OrderManager:
         self.filled_orders = 0  # orders with at least one fill
         self.rejected = 0  # orders rejected, locally or by the venue
 
+    def forget_all(self) -> None:
+        """Drop every order and start the ids again, as if nothing had been sent; the counters
+        stay. For a scratch order manager only (``engine.warm``'s shadow): a real one would lose
+        the orders the venue still reports on."""
+        self.orders.clear()
+        self._open.clear()
+        self._closed.clear()
+        self._next_id = 0
+
     # --- ids ---------------------------------------------------------------------------------
     def _prefix(self, strategy_id: str) -> str:
         # client ids are "<prefix>-<n>": Binance allows ^[a-zA-Z0-9-_]{1,36}$, and a run-unique

@@ -245,6 +245,14 @@ class RiskEngine:
         if self._halted.pop(strategy_id, None) is not None:
             _log.info("Strategy resumed strategy_id=%s", strategy_id)
 
+    def halted(self) -> list[str]:
+        """The strategies halted now."""
+        return list(self._halted)
+
+    def clear_order_rate(self) -> None:
+        """Empty every strategy's order-rate window (``engine.warm``'s shadow, between passes)."""
+        self._recent.clear()
+
     def is_halted(self, strategy_id: str) -> bool:
         return strategy_id in self._halted
 

@@ -177,7 +177,7 @@ class PathWarmer:
                 if self.probe and oms.submitted == sent:
                     self._probe(shadow, key, book)
             self._forget(shadow)
-            failed = self._drop_halted(shadow) if shadow.risk._halted else ()
+            failed = self._drop_halted(shadow)
         end = _perf_ns()
         self.last_start_ns = t0
         self.last_end_ns = end
@@ -194,7 +194,7 @@ class PathWarmer:
         the probe order can still use them."""
         dropped = []
         risk = shadow.risk
-        for sid in list(risk._halted):
+        for sid in risk.halted():
             reason = risk.halt_reason(sid)
             risk.resume(sid)
             if shadow.remove_strategy(sid) is not None:
@@ -221,12 +221,8 @@ class PathWarmer:
         """Back to the state before the pass: no orders, an empty order-rate window, the first id.
         A twin still holds its last orders, as they were sent: open, so on the next pass it moves
         them (cancel and replace) as the real strategy moves its resting quotes."""
-        oms = shadow.oms
-        oms.orders.clear()
-        oms._open.clear()
-        oms._closed.clear()
-        oms._next_id = 0
-        shadow.risk._recent.clear()
+        shadow.oms.forget_all()
+        shadow.risk.clear_order_rate()
 
     # --- scheduling ------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
