@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from engine.errors import HftError
 
@@ -16,8 +17,31 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("reports.cli", "register"),
     ("sim.cli", "register"),
     ("engine.runners.live_cli", "register"),
-    ("engine.bench", "register"),
 )
+#: where a source checkout keeps its benchmarks (``bench/``, beside the packages; not installed)
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def _register_bench(sub: argparse._SubParsersAction) -> None:
+    # every argument goes through to the benchmark's own parser (``hft bench --help`` is its help)
+    p = sub.add_parser(
+        "bench", add_help=False, help="benchmark the backtest hot path (rows/s, per-wake latency, peak RSS)"
+    )
+    p.set_defaults(func=cmd_bench, passthrough=[])
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``python -m bench.backtest ARGS`` in this process: the benchmarks are not installed."""
+    if not (CHECKOUT / "bench" / "backtest.py").is_file():
+        print(
+            f"error: hft bench needs the source checkout: benchmarks ship with it (bench/), "
+            f"not with the installed packages in {CHECKOUT}",
+            file=sys.stderr,
+        )
+        return 2
+    if str(CHECKOUT) not in sys.path:
+        sys.path.insert(0, str(CHECKOUT))
+    return int(importlib.import_module("bench.backtest").main(args.passthrough, prog="hft bench"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,12 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that part of the system is not installed in this checkout
             raise
         getattr(module, func_name)(sub)
+    _register_bench(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and getattr(args, "passthrough", None) is None:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if rest:
+        args.passthrough = rest
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -7,34 +7,27 @@ Backtest, paper and live differ only in what they hand this class: the clock, th
 
 from __future__ import annotations
 
-import math
 import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from engine.book import Book
+from engine.eventlog import INCIDENT_MESSAGES, EventLog
 from engine.events import ExecReport, Fill, Incident, Trade
 from engine.logs import get_logger
 from engine.model import Instrument
 from engine.oms import OrderManager
 from engine.orders import Order
-from engine.portfolio import Portfolio, Position
+from engine.portfolio import Portfolio
 from engine.recorder import Recorder
-from engine.risk import RiskDecision, RiskEngine
+from engine.risk import RiskEngine
 from engine.strategy import Strategy
-from engine.venue import ExecutionVenue
+from engine.venue import ExecutionClient, VenueProfile
 
-_md_log = get_logger("market_data")
 _strat_log = get_logger("strategies")
 _sys_log = get_logger("system")
-NAN = math.nan
 
-INCIDENT_MESSAGES = {
-    "sequence_gap": "Market data sequence gap",
-    "crossed_book": "Crossed order book",
-    "bad_level": "Invalid order book level",
-    "stale_data": "Stale market data",
-}
+__all__ = ["INCIDENT_MESSAGES", "Clock", "Engine", "Scheduler"]
 
 
 class Scheduler(Protocol):
@@ -68,17 +61,25 @@ class Engine:
         self.mark_interval_ns = mark_interval_ns
         self.log_orders = log_orders
         self.books: dict[tuple[str, str], Book] = {}
-        self.venues: dict[str, ExecutionVenue] = {}
         self.strategies: dict[str, Strategy] = {}
         self._book_subs: dict[tuple[str, str], list[Strategy]] = {}
         self._trade_subs: dict[tuple[str, str], list[Strategy]] = {}
-        self.oms = OrderManager(self)
-        self.ts_tick = 0
+        self.log = EventLog(recorder, instruments, self.books)
+        self.oms = OrderManager(
+            clock,
+            instruments,
+            self.books,
+            portfolio,
+            risk,
+            self.log,
+            self,
+            decision_latency_ns=decision_latency_ns,
+            log_orders=log_orders,
+        )
+        self.venues: dict[str, ExecutionClient] = self.oms.venues
         self.running = False
-        self.incident_counts: dict[str, int] = {}
         self.book_events = 0
         self.trade_events = 0
-        self.fill_count = 0
         self.equity_peak = 0.0
         self.max_drawdown = 0.0
         for inst in instruments.values():
@@ -86,8 +87,10 @@ class Engine:
         risk.on_halt = self._on_risk_halt
 
     # --- wiring ------------------------------------------------------------------------------
-    def add_venue(self, venue: ExecutionVenue) -> None:
-        self.venues[venue.name] = venue
+    def add_venue(self, venue: ExecutionClient, profile: VenueProfile | None = None) -> None:
+        """Orders for ``venue.name`` go to ``venue``; ``profile`` (the venue's id rules and
+        words) defaults to a generic one."""
+        self.oms.add_venue(venue, profile)
 
     def add_book(self, book: Book) -> None:
         self.books[(book.venue, book.symbol)] = book
@@ -149,14 +152,14 @@ class Engine:
         key = (book.venue, book.symbol)
         mid = book.mid_price()
         self.portfolio.mark(book.venue, book.symbol, mid)
-        rec = self.recorder
+        log = self.log
         # The update's row is numbered now and built after the strategies have run: a quote sent
         # on this update does not wait for it. Strategies cannot change the book, and nothing
         # else adds a market row meanwhile, so the log is the same byte for byte.
-        seq = rec.next_seq() if rec.enabled else 0
+        seq = log.next_seq()
         subs = self._book_subs.get(key)
         if subs:
-            self.ts_tick = book.ts_recv
+            self.oms.ts_tick = book.ts_recv
             halted = self.risk._halted
             for s in subs:
                 # ``_call``, inlined: every depth update of a live feed comes through here
@@ -167,46 +170,25 @@ class Engine:
                 except Exception as exc:
                     self._strategy_failed(s, "on_book", exc)
         if seq:
-            bid, ask, bid_size, ask_size = book.top()
-            rec.add_at(
-                seq,
-                "market",
-                (
-                    book.ts_recv,
-                    book.ts_event,
-                    book.venue,
-                    book.symbol,
-                    bid,
-                    ask,
-                    bid_size,
-                    ask_size,
-                    mid,
-                    book.update_id,
-                    feed_latency_ns,
-                ),
-            )
+            log.market(book, mid, feed_latency_ns, seq)
 
     def on_trade(self, trade: Trade) -> None:
         self.trade_events += 1
         subs = self._trade_subs.get((trade.venue, trade.symbol))
         if subs:
-            self.ts_tick = trade.ts_recv
+            self.oms.ts_tick = trade.ts_recv
             for s in subs:
                 self._call(s, s.on_trade, trade)
 
     def on_exec_report(self, report: ExecReport) -> None:
-        self.ts_tick = 0
+        self.oms.ts_tick = 0
         self.oms.on_exec_report(report)
 
     def on_incident(self, inc: Incident) -> None:
         self.incident(inc.ts, inc.venue, inc.symbol, inc.kind, inc.detail, inc.value)
 
     def incident(self, ts: int, venue: str, symbol: str, kind: str, detail: str = "", value: float = 0.0) -> None:
-        self.incident_counts[kind] = self.incident_counts.get(kind, 0) + 1
-        self.recorder.add("incidents", (ts, venue, symbol, kind, detail, value))
-        msg = INCIDENT_MESSAGES.get(kind, kind.replace("_", " "))
-        logger = _md_log if kind in INCIDENT_MESSAGES else _sys_log
-        logger.warning("%s venue=%s symbol=%s %s", msg, venue, symbol, detail)
+        self.log.incident(ts, venue, symbol, kind, detail, value)
 
     # --- timers ------------------------------------------------------------------------------
     def set_timer(self, strategy: Strategy, name: str, interval_ns: int, repeat: bool = True) -> None:
@@ -219,8 +201,8 @@ class Engine:
         if not self.running:
             return
         now = self.clock.now()
-        self.recorder.add("timers", (now, strategy.strategy_id, name))
-        self.ts_tick = now
+        self.log.timer(now, strategy.strategy_id, name)
+        self.oms.ts_tick = now
         self._call(strategy, strategy.on_timer, name, now)
         if repeat:
             self.scheduler.schedule(now + interval_ns, self._fire_timer, arg)
@@ -275,138 +257,24 @@ class Engine:
             self._call(s, s.on_fill, fill)
 
     # --- recording ---------------------------------------------------------------------------
-    def record_order(
-        self, event: str, o: Order, now: int, reason: str = "", code: int = 0, ts_venue: int = 0, seq: int = 0
-    ) -> None:
-        """One ``orders`` row; ``seq`` when it was numbered earlier (``Recorder.add_at``)."""
-        rec = self.recorder
-        if not rec.enabled:
-            return
-        key = (o.venue, o.symbol)
-        inst = self.instruments[key]
-        book = self.books.get(key)
-        mid = book.mid_price() if book is not None and book.valid else NAN
-        # Instrument.price/size and Enum.value, spelled out: every order event of a live session
-        # passes here (``.value`` is a Python-level descriptor)
-        pdiv = 10**inst.price_scale
-        sdiv = 10**inst.size_scale
-        row = (
-            now,
-            event,
-            o.strategy_id,
-            o.venue,
-            o.symbol,
-            o.client_order_id,
-            o.venue_order_id,
-            "buy" if o.side > 0 else "sell",
-            o.order_type._value_,
-            o.tif._value_,
-            o.price / pdiv,
-            o.qty / sdiv,
-            o.filled / sdiv,
-            (o.qty - o.filled) / sdiv,
-            o.status._value_,
-            reason or o.reason,
-            code,
-            o.ts_tick,
-            o.ts_decided,
-            o.ts_sent,
-            o.ts_acked,
-            ts_venue,
-            mid,
-            o.post_only,
-        )
-        if seq:
-            rec.add_at(seq, "orders", row)
-        else:
-            rec.add("orders", row)
+    @property
+    def fill_count(self) -> int:
+        return self.oms.fills
 
-    def record_fill(self, o: Order, r: ExecReport, fill: Fill, inst: Instrument, now: int) -> None:
-        self.fill_count += 1
-        if not self.recorder.enabled:
-            return
-        book = self.books.get((o.venue, o.symbol))
-        mid = book.mid_price() if book is not None and book.valid else NAN
-        self.recorder.add(
-            "fills",
-            (
-                now,
-                r.ts_event,
-                o.strategy_id,
-                o.venue,
-                o.symbol,
-                o.client_order_id,
-                o.venue_order_id or r.venue_order_id,
-                r.trade_id,
-                "buy" if o.side > 0 else "sell",
-                fill.price,
-                fill.qty,
-                inst.notional(r.price, r.qty),
-                r.fee,
-                r.fee_asset,
-                r.liquidity,
-                inst.price(o.price),
-                o.mid_at_decision,
-                mid,
-                o.ts_tick,
-                o.ts_decided,
-                o.ts_sent,
-                o.ts_acked,
-                fill.position_after,
-                fill.realized_pnl,
-            ),
-        )
-
-    def record_position(self, strategy_id: str, inst: Instrument, pos: Position, now: int, reason: str) -> None:
-        if not self.recorder.enabled:
-            return
-        self.recorder.add(
-            "positions",
-            (
-                now,
-                strategy_id,
-                inst.venue,
-                inst.symbol,
-                pos.qty_float,
-                pos.avg_price,
-                pos.realized_quote,
-                pos.unrealized_quote,
-                pos.fees_quote,
-                pos.mark,
-                reason,
-            ),
-        )
+    @property
+    def incident_counts(self) -> dict[str, int]:
+        return self.log.incident_counts
 
     def record_positions(self, now: int, reason: str) -> None:
         equity = 0.0
+        log = self.log
         for strategy_id, pos in self.portfolio.positions():
             equity += pos.realized_quote + pos.unrealized_quote - pos.fees_quote
             inst = self.instruments.get((pos.venue, pos.symbol))
             if inst is not None:
-                self.record_position(strategy_id, inst, pos, now, reason)
+                log.position(strategy_id, inst, pos, now, reason)
         # drawdown of net P&L sampled at every mark (mark_interval_ns) and at the end
         if equity > self.equity_peak:
             self.equity_peak = equity
         if self.equity_peak - equity > self.max_drawdown:
             self.max_drawdown = self.equity_peak - equity
-
-    def record_risk(self, order: Order, d: RiskDecision, now: int, seq: int = 0) -> None:
-        rec = self.recorder
-        if not rec.enabled:
-            return
-        row = (
-            now,
-            order.strategy_id,
-            order.venue,
-            order.symbol,
-            order.client_order_id,
-            d.check,
-            d.passed,
-            d.reason,
-            d.value,
-            d.limit,
-        )
-        if seq:
-            rec.add_at(seq, "risk", row)
-        else:
-            rec.add("risk", row)

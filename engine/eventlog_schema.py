@@ -156,6 +156,23 @@ INCIDENTS = pa.schema(
     ]
 )
 
+RECONCILE = pa.schema(
+    [
+        ("seq", _I),
+        ("ts", _I),
+        ("venue", _S),
+        ("symbol", _S),
+        ("item", _S),  # order | balance | fill
+        # adopted | cancelled | cancel_failed | closed | filled_while_away | loaded | differs
+        ("action", _S),
+        ("client_order_id", _S),
+        ("venue_order_id", _S),
+        ("local_value", _F),  # what this node believed (NaN when it knew nothing)
+        ("venue_value", _F),  # what the venue reported
+        ("detail", _S),
+    ]
+)
+
 INCIDENT_KINDS = (
     "sequence_gap",  # "Market data sequence gap"
     "crossed_book",
@@ -169,6 +186,7 @@ INCIDENT_KINDS = (
     "decode_error",
     "clock_offset",
     "order_state_unknown",
+    "reconcile",  # the venue's account differed from what this node knew at start-up
 )
 
 TABLES: dict[str, pa.Schema] = {
@@ -179,6 +197,7 @@ TABLES: dict[str, pa.Schema] = {
     "market": MARKET,
     "timers": TIMERS,
     "incidents": INCIDENTS,
+    "reconcile": RECONCILE,
 }
 
 MANIFEST = "manifest.json"

@@ -14,16 +14,38 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from engine import events as ev
 from engine.events import ExecReport, Fill
 from engine.logs import get_logger, info_later
 from engine.model import Instrument, OrderStatus, OrderType, Side, TimeInForce
 from engine.orders import Order
+from engine.venue import profile as vp
+from engine.venue.profile import GENERIC_PROFILE, ClientIdRules, VenueProfile
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine.book import Book
+    from engine.eventlog import EventLog
+    from engine.portfolio import Portfolio
+    from engine.risk import RiskEngine
+    from engine.venue.execution import ExecutionClient
+
+
+class Clock(Protocol):
+    def now(self) -> int: ...
+
+
+class OrderEvents(Protocol):
+    """What the order manager tells its owner (the engine): state changes and fills to hand to
+    the strategy that owns the order, and a breach that must halt a strategy."""
+
+    def dispatch_order_update(self, order: Order) -> None: ...
+
+    def dispatch_fill(self, fill: Fill) -> None: ...
+
+    def halt_strategy(self, strategy_id: str, reason: str, now: int) -> None: ...
+
 
 _log = get_logger("orders")
 
@@ -67,17 +89,53 @@ def can_transition(old: OrderStatus, new: OrderStatus) -> bool:
 
 
 class OrderManager:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    """Orders of every strategy: ids, rounding, local filters, risk, holds, the venue call, and
+    the state each venue report moves them to.
+
+    It owns the venues' execution clients (``add_venue``) and writes the event log, and tells the
+    engine what strategies must hear through ``events`` (``OrderEvents``); it knows nothing else
+    of the engine. ``ts_tick`` is set by whoever shows a strategy market data (the engine), so
+    an order records the tick it was decided on.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        instruments: dict[tuple[str, str], Instrument],
+        books: dict[tuple[str, str], Book],
+        portfolio: Portfolio,
+        risk: RiskEngine,
+        log: EventLog,
+        events: OrderEvents,
+        decision_latency_ns: int = 0,
+        log_orders: bool = True,
+        live_ids: bool | None = None,
+    ) -> None:
+        self.clock = clock
+        self.instruments = instruments
+        self.books = books
+        self.portfolio = portfolio
+        self.risk = risk
+        self.log = log
+        self.events = events
+        self.decision_latency_ns = decision_latency_ns
+        self.log_orders = log_orders
+        self.venues: dict[str, ExecutionClient] = {}
+        self.profiles: dict[str, VenueProfile] = {}
+        self.ts_tick = 0
         self.orders: dict[str, Order] = {}
         self._open: dict[str, dict[str, Order]] = {}  # strategy_id -> client id -> order
         self._next_id = 0
         self.submitted = 0
         self.rejected_local = 0
+        self.fills = 0
         self.on_order_sent: Callable[[Order], None] | None = None
-        self._prefixes: dict[str, str] = {}
-        #: on a live clock, a tag of this process's start in every client id (see ``_prefix``)
-        self.session = session_tag(time.time_ns()) if getattr(engine.clock, "is_live", False) else ""
+        #: (venue, strategy) -> (id prefix, the rules when ids are UUIDs)
+        self._prefixes: dict[tuple[str, str], tuple[str, ClientIdRules | None]] = {}
+        if live_ids is None:
+            live_ids = getattr(clock, "is_live", False)
+        #: on a live clock, a tag of this process's start in every client id (``ClientIdRules``)
+        self.session = session_tag(time.time_ns()) if live_ids else ""
         #: a closed order stays in ``orders`` this long (engine clock) for late venue reports,
         #: then leaves it (the event log keeps its whole life): a session of days would otherwise
         #: hold every order it ever sent
@@ -86,27 +144,43 @@ class OrderManager:
         self.filled_orders = 0  # orders with at least one fill
         self.rejected = 0  # orders rejected, locally or by the venue
 
+    def add_venue(self, client: ExecutionClient, profile: VenueProfile | None = None) -> None:
+        """Route orders for ``client.name`` to ``client``; ``profile`` gives the venue's id rules and
+        the words of its rejections (a generic profile when None)."""
+        self.venues[client.name] = client
+        self.profiles[client.name] = profile or GENERIC_PROFILE
+        for key in [k for k in self._prefixes if k[0] == client.name]:
+            del self._prefixes[key]
+
     def forget_all(self) -> None:
-        """Drop every order and start the ids again, as if nothing had been sent; the counters
-        stay. For a scratch order manager only (``engine.warm``'s shadow): a real one would lose
-        the orders the venue still reports on."""
+        """Drop every order, give back their holds and start the ids again, as if nothing had been
+        sent; the counters stay. For a scratch order manager only (``engine.warm``'s shadow): a
+        real one would lose the orders the venue still reports on."""
+        for book in self._open.values():
+            for order in book.values():
+                self._release(order)
         self.orders.clear()
         self._open.clear()
         self._closed.clear()
         self._next_id = 0
 
     # --- ids ---------------------------------------------------------------------------------
-    def _prefix(self, strategy_id: str) -> str:
-        # client ids are "<prefix>-<n>": Binance allows ^[a-zA-Z0-9-_]{1,36}$, and a run-unique
-        # counter keeps them deterministic. A venue wants them unique among its *open* orders
-        # only, and reports an order by its id: a live process that restarted and counted from 1
-        # again would reuse the id of an order the last process left open (rejected as a
-        # duplicate, or worse, taking that order's fills for its own). So on a live clock the
-        # prefix carries the session tag; 18 + 1 + 6 characters leave 10 digits for the counter.
-        clean = "".join(c if c.isalnum() or c in "-_" else "_" for c in strategy_id)
-        prefix = f"{clean[:18]}-{self.session}" if self.session else clean[:22]
-        self._prefixes[strategy_id] = prefix
-        return prefix
+    def _prefix(self, venue: str, strategy_id: str) -> tuple[str, ClientIdRules | None]:
+        # A venue wants client ids unique among its *open* orders only, and reports an order by
+        # its id: a live process that restarted and counted from 1 again would reuse the id of an
+        # order the last process left open (rejected as a duplicate, or worse, taking that
+        # order's fills for its own). So on a live clock the prefix carries the session tag; a
+        # run-unique counter keeps a backtest's ids deterministic.
+        rules = self.profiles.get(venue, GENERIC_PROFILE).client_ids
+        got = (rules.prefix(strategy_id, self.session), rules if rules.uses_uuid else None)
+        self._prefixes[(venue, strategy_id)] = got
+        return got
+
+    def _client_id(self, venue: str, strategy_id: str) -> str:
+        self._next_id += 1
+        got = self._prefixes.get((venue, strategy_id))
+        prefix, uuids = got if got is not None else self._prefix(venue, strategy_id)
+        return f"{prefix}-{self._next_id}" if uuids is None else uuids.make(prefix, self._next_id)
 
     # --- commands ----------------------------------------------------------------------------
     def submit(
@@ -121,20 +195,16 @@ class OrderManager:
         tif: TimeInForce = TimeInForce.GTC,
         post_only: bool = False,
     ) -> Order:
-        eng = self.engine
         key = (venue, symbol)
-        inst = eng.instruments[key]
-        now = eng.clock.now()
+        inst = self.instruments[key]
+        clock = self.clock
+        now = clock.now()
         if order_type is _LIMIT:
             px = inst.round_price(price, side) if math.isfinite(price) else 0
         else:
             px = 0
-        self._next_id += 1
-        prefix = self._prefixes.get(strategy_id)  # ``_client_id``, inlined for the order path
-        if prefix is None:
-            prefix = self._prefix(strategy_id)
         order = Order(
-            f"{prefix}-{self._next_id}",
+            self._client_id(venue, strategy_id),
             strategy_id,
             venue,
             symbol,
@@ -145,23 +215,26 @@ class OrderManager:
             tif,
             post_only,
         )
-        order.ts_tick = eng.ts_tick or now
+        order.ts_tick = self.ts_tick or now
         order.ts_decided = now
-        book = eng.books.get(key)
+        book = self.books.get(key)
         mid = book.mid_price() if book is not None and book.valid else math.nan
         order.mid_at_decision = mid
         self.orders[order.client_order_id] = order
+        log = self.log
         reason = self._validate(order, inst, mid)
         if reason:
             self.rejected_local += 1
-            self._reject(order, reason, now, code=-1013 if reason.startswith("Filter failure") else 0)
+            err = self.profiles.get(venue, GENERIC_PROFILE).error(reason)
+            self._reject(order, err.text, now, code=err.code)
             return order
-        decision = eng.risk.check(order, inst, mid, now)
+        risk = self.risk
+        decision = risk.check(order, inst, mid, now)
         if not decision.passed:
-            eng.record_risk(order, decision, now)
+            log.risk(order, decision, now)
             self._reject(order, decision.reason, now)
             return order
-        order.ts_sent = eng.clock.now() + eng.decision_latency_ns
+        order.ts_sent = clock.now() + self.decision_latency_ns
         live = self._open.get(strategy_id)
         if live is None:
             live = self._open[strategy_id] = {}
@@ -170,15 +243,16 @@ class OrderManager:
         # The risk and submit rows are numbered before the send and built after it: venues report
         # through the engine later, never from inside ``submit_order``, and do not change the
         # order there, so the rows and their order in the log are what recording first would give.
-        rec = eng.recorder
-        risk_seq = rec.next_seq() if rec.enabled else 0
-        submit_seq = rec.next_seq() if rec.enabled else 0
+        risk_seq = log.next_seq()
+        submit_seq = log.next_seq()
         try:
-            eng.venues[venue].submit_order(order)
+            self.venues[venue].submit_order(order)
         finally:
-            eng.record_risk(order, decision, now, seq=risk_seq)
-            eng.record_order("submit", order, now, seq=submit_seq)
-        if eng.log_orders:
+            if order.held > 0.0:
+                self.portfolio.reserve(venue, order.hold_asset, order.held)
+            log.risk(order, decision, now, seq=risk_seq)
+            log.order("submit", order, now, seq=submit_seq)
+        if self.log_orders:
             info_later(
                 _log,
                 "submit order client_order_id=%s strategy_id=%s venue=%s symbol=%s side=%s type=%s "
@@ -197,18 +271,19 @@ class OrderManager:
         return order
 
     def _validate(self, order: Order, inst: Instrument, mid: float) -> str:
+        """The canonical reason (``engine.venue.profile``) the venue's filters would refuse it."""
         if order.qty <= 0 or order.qty < inst.min_qty:
-            return "Filter failure: LOT_SIZE"
+            return vp.LOT_SIZE
         if order.order_type is _LIMIT:
             if order.price <= 0 or (inst.max_price and order.price > inst.max_price) or order.price < inst.min_price:
-                return "Filter failure: PRICE_FILTER"
+                return vp.PRICE_FILTER
             notional = inst.notional(order.price, order.qty)
         else:
             notional = inst.size(order.qty) * mid * inst.contract_size if math.isfinite(mid) else math.inf
             if inst.inverse:
                 notional = inst.size(order.qty) * inst.contract_size
         if inst.min_notional and notional < inst.min_notional:
-            return "Filter failure: NOTIONAL"
+            return vp.NOTIONAL
         return ""
 
     def _reject(self, order: Order, reason: str, now: int, code: int = 0) -> None:
@@ -217,7 +292,7 @@ class OrderManager:
         order.ts_last = now
         self.rejected += 1
         self._close(order)
-        self.engine.record_order("rejected", order, now, reason=reason, code=code)
+        self.log.order("rejected", order, now, reason=reason, code=code)
         _log.warning(
             "Order rejected client_order_id=%s strategy_id=%s symbol=%s reason=%s",
             order.client_order_id,
@@ -225,29 +300,27 @@ class OrderManager:
             order.symbol,
             reason,
         )
-        self.engine.dispatch_order_update(order)
+        self.events.dispatch_order_update(order)
 
     def cancel(self, order: Order) -> None:
         if order.status.is_terminal or order.cancel_requested:
             return
-        eng = self.engine
-        now = eng.clock.now()
+        now = self.clock.now()
         order.cancel_requested = True
-        rec = eng.recorder
-        seq = rec.next_seq() if rec.enabled else 0  # numbered before the send, built after it (``submit``)
+        log = self.log
+        seq = log.next_seq()  # numbered before the send, built after it (``submit``)
         try:
-            eng.venues[order.venue].cancel_order(order)
+            self.venues[order.venue].cancel_order(order)
         finally:
-            eng.record_order("cancel_request", order, now, seq=seq)
+            log.order("cancel_request", order, now, seq=seq)
 
     def modify(self, order: Order, price: float | None, qty: float | None) -> Order:
-        eng = self.engine
-        inst = eng.instruments[(order.venue, order.symbol)]
+        inst = self.instruments[(order.venue, order.symbol)]
         new_px = inst.round_price(price, order.side) if price is not None else order.price
         new_qty = inst.round_size(qty) if qty is not None else order.qty
-        venue = eng.venues[order.venue]
+        venue = self.venues[order.venue]
         if venue.supports_modify and not order.status.is_terminal:
-            eng.record_order("modify_request", order, eng.clock.now())
+            self.log.order("modify_request", order, self.clock.now())
             venue.modify_order(order, new_px, new_qty)
             return order
         # cancel-replace: the replacement carries the remaining quantity at the new price
@@ -273,13 +346,33 @@ class OrderManager:
             return list(orders)
         return [o for o in orders if o.symbol == symbol]
 
+    def all_open(self) -> list[Order]:
+        """Every open order of every strategy."""
+        return [o for book in self._open.values() for o in book.values()]
+
+    def adopt(self, order: Order, now: int) -> None:
+        """Take charge of an order that is open at the venue but was not sent by this process
+        (start-up reconciliation): it is tracked, holds its balance and is reported on like any
+        other. ``order.status`` is the venue's (open or partially filled)."""
+        inst = self.instruments[(order.venue, order.symbol)]
+        asset, need = self.portfolio.order_hold(
+            order.strategy_id, inst, order.side, inst.price(order.price), order.qty - order.filled
+        )
+        order.hold_asset = asset
+        order.held = need
+        if need > 0.0:
+            self.portfolio.reserve(order.venue, asset, need)
+        self.orders[order.client_order_id] = order
+        self._open.setdefault(order.strategy_id, {})[order.client_order_id] = order
+        order.ts_last = now
+        self.log.order("adopted", order, now)
+
     # --- venue reports -----------------------------------------------------------------------
     def on_exec_report(self, r: ExecReport) -> None:
-        eng = self.engine
         order = self.orders.get(r.client_order_id)
-        now = eng.clock.now()
+        now = self.clock.now()
         if order is None:
-            eng.incident(
+            self.log.incident(
                 now, r.venue, r.symbol, "order_state_unknown", f"report {r.kind} for unknown order {r.client_order_id}"
             )
             return
@@ -309,20 +402,20 @@ class OrderManager:
             self._transition(order, OrderStatus.EXPIRED, "expired", r, now)
         elif kind == ev.CANCEL_REJECTED:
             order.cancel_requested = False
-            eng.record_order("cancel_rejected", order, now, reason=r.reason, code=r.code, ts_venue=r.ts_event)
-            eng.dispatch_order_update(order)
+            self.log.order("cancel_rejected", order, now, reason=r.reason, code=r.code, ts_venue=r.ts_event)
+            self.events.dispatch_order_update(order)
         elif kind == ev.MODIFIED:
             order.price = r.price or order.price
             order.qty = r.qty or order.qty
-            eng.record_order("modified", order, now, ts_venue=r.ts_event)
-            eng.dispatch_order_update(order)
+            self._rehold(order)
+            self.log.order("modified", order, now, ts_venue=r.ts_event)
+            self.events.dispatch_order_update(order)
 
     def _transition(self, order: Order, new: OrderStatus, event: str, r: ExecReport, now: int) -> None:
-        eng = self.engine
         if new is OrderStatus.OPEN and order.status in (OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED):
             return  # a late ack after fills: the fills already said more
         if not can_transition(order.status, new):
-            eng.incident(
+            self.log.incident(
                 now,
                 order.venue,
                 order.symbol,
@@ -336,10 +429,35 @@ class OrderManager:
             if new is OrderStatus.REJECTED:
                 self.rejected += 1
             self._close(order)
-        eng.record_order(event, order, now, reason=r.reason, code=r.code, ts_venue=r.ts_event)
-        eng.dispatch_order_update(order)
+        self.log.order(event, order, now, reason=r.reason, code=r.code, ts_venue=r.ts_event)
+        self.events.dispatch_order_update(order)
+
+    # --- balance holds -------------------------------------------------------------------------
+    def _release(self, order: Order, part: float | None = None) -> None:
+        """Give back ``part`` of the order's hold (all of it when None)."""
+        held = order.held
+        if held <= 0.0:
+            return
+        amount = held if part is None or part >= held else part
+        order.held = held - amount
+        self.portfolio.release(order.venue, order.hold_asset, amount)
+
+    def _rehold(self, order: Order) -> None:
+        """An amend changed price or size: hold what the order needs now."""
+        self._release(order)
+        if order.status.is_terminal:
+            return
+        inst = self.instruments[(order.venue, order.symbol)]
+        asset, need = self.portfolio.order_hold(
+            order.strategy_id, inst, order.side, inst.price(order.price), order.qty - order.filled
+        )
+        order.hold_asset = asset
+        order.held = need
+        if need > 0.0:
+            self.portfolio.reserve(order.venue, asset, need)
 
     def _close(self, order: Order) -> None:
+        self._release(order)
         book = self._open.get(order.strategy_id)
         if book is not None:
             book.pop(order.client_order_id, None)
@@ -355,20 +473,25 @@ class OrderManager:
                 del orders[cid]
 
     def _on_fill(self, order: Order, r: ExecReport, now: int) -> None:
-        eng = self.engine
-        inst = eng.instruments[(order.venue, order.symbol)]
+        inst = self.instruments[(order.venue, order.symbol)]
         qty = r.qty
         if order.ts_acked == 0:
             order.ts_acked = now  # the fill is the first we hear of it: it is the ack
         if order.filled == 0 and qty > 0:
             self.filled_orders += 1
+        leaves = order.qty - order.filled
+        if order.held > 0.0 and leaves > 0:
+            # the filled part's hold goes back to free before the fill spends it
+            self._release(order, order.held * qty / leaves)
         order.filled += qty
         order.fill_cost += r.price * qty
-        realized = eng.portfolio.on_fill(order.strategy_id, inst, order.side, r.price, qty, r.fee, r.fee_asset)
-        pos = eng.portfolio.position(order.strategy_id, order.venue, order.symbol)
+        portfolio = self.portfolio
+        realized = portfolio.on_fill(order.strategy_id, inst, order.side, r.price, qty, r.fee, r.fee_asset)
+        pos = portfolio.position(order.strategy_id, order.venue, order.symbol)
         new = OrderStatus.FILLED if order.filled >= order.qty else OrderStatus.PARTIALLY_FILLED
+        log = self.log
         if order.status.is_terminal:
-            eng.incident(
+            log.incident(
                 now,
                 order.venue,
                 order.symbol,
@@ -380,6 +503,7 @@ class OrderManager:
             order.ts_last = now
             if new is OrderStatus.FILLED:
                 self._close(order)
+        self.fills += 1
         fill = Fill(
             order.client_order_id,
             order.strategy_id,
@@ -395,11 +519,12 @@ class OrderManager:
             realized,
             pos.qty_float,
         )
-        eng.record_fill(order, r, fill, inst, now)
-        eng.record_order("filled" if new is OrderStatus.FILLED else "partially_filled", order, now, ts_venue=r.ts_event)
-        eng.record_position(order.strategy_id, inst, pos, now, "fill")
-        halt = eng.risk.on_fill(order.strategy_id, now)
+        log.fill(order, r, fill, inst, now)
+        log.order("filled" if new is OrderStatus.FILLED else "partially_filled", order, now, ts_venue=r.ts_event)
+        log.position(order.strategy_id, inst, pos, now, "fill")
+        halt = self.risk.on_fill(order.strategy_id, now)
+        events = self.events
         if halt is not None:
-            eng.halt_strategy(order.strategy_id, halt.reason, now)
-        eng.dispatch_fill(fill)
-        eng.dispatch_order_update(order)
+            events.halt_strategy(order.strategy_id, halt.reason, now)
+        events.dispatch_fill(fill)
+        events.dispatch_order_update(order)

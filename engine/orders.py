@@ -13,6 +13,8 @@ class Order:
         "client_order_id",
         "fill_cost",
         "filled",
+        "held",
+        "hold_asset",
         "mid_at_decision",
         "order_type",
         "post_only",
@@ -70,6 +72,9 @@ class Order:
         self.fill_cost = 0  # sum(price * qty) of fills, for the average fill price
         self.cancel_requested = False
         self.replaces = ""  # client id of the order this one replaces (cancel-replace modify)
+        # the balance this order holds while open (``Portfolio.reserve``): asset and amount left
+        self.hold_asset = ""
+        self.held = 0.0
 
     @property
     def leaves(self) -> int:

@@ -11,7 +11,10 @@ Checks run in this order and stop at the first failure (the ``check`` names are 
 ``global_position_limit``  all strategies' gross position after a full fill > ``max_global_position_usd``
 ``daily_loss``       today's (UTC) net P&L <= ``-daily_loss_limit_usd``: also halts the strategy
 ``order_rate``       orders accepted in the last second (engine clock) >= ``max_orders_per_second``
-``balance``          not enough free balance / margin (see ``Portfolio.order_hold``)
+``balance``          not enough free balance / margin (see ``Portfolio.order_hold``); free is what
+                     open orders do not hold: an order that passes gets ``hold_asset``/``held``
+                     set, and the order manager moves that amount from free to held until the
+                     order fills, is cancelled, rejected or expires
 
 Orders are valued at their limit price (market orders at mid); inverse contracts at
 ``contracts * contract_size`` USD. Orders that reduce the position (without flipping it) always
@@ -391,22 +394,24 @@ class RiskEngine:
         if rate > 0.0 and len(recent) >= rate:
             return self._fail(order, "order_rate", float(len(recent) + 1), rate, t0)
 
-        if lim.check_balance:
-            if order.post_only:
-                fee_rate = spec.maker_fee
-            elif is_limit:
-                fee_rate = spec.worst_fee
+        # what the order could spend while it is open: the order manager holds it (free -> held)
+        if order.post_only:
+            fee_rate = spec.maker_fee
+        elif is_limit:
+            fee_rate = spec.worst_fee
+        else:
+            fee_rate = spec.taker_fee
+        asset, need = spec.hold(buy, px, qty, q, lim.leverage, fee_rate)
+        if lim.check_balance and need > 0.0:
+            if spec.spot:
+                free = pf._free.get(order.venue)
+                have = free.get(asset, 0.0) if free is not None else 0.0
             else:
-                fee_rate = spec.taker_fee
-            asset, need = spec.hold(buy, px, qty, q, lim.leverage, fee_rate)
-            if need > 0.0:
-                if spec.spot:
-                    free = pf._free.get(order.venue)
-                    have = free.get(asset, 0.0) if free is not None else 0.0
-                else:
-                    have = pf.available_margin(order.venue, asset, lim.leverage)
-                if have < need:
-                    return self._fail(order, "balance", need, have, t0)
+                have = pf.available_margin(order.venue, asset, lim.leverage)
+            if have < need:
+                return self._fail(order, "balance", need, have, t0)
+        order.hold_asset = asset
+        order.held = need
 
         recent.append(now_ns)
         self._passed += 1

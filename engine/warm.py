@@ -2,7 +2,7 @@
 
 On the development VM a tick that follows the previous one at once costs about 35-40 µs from
 frame to order bytes; after 0.5-1 ms of other work it costs 45-50 µs, after 2 ms about 90 µs, after
-5 ms 100-150 µs and after 20 ms about 200 µs (``bench_breakdown --gap-us``: the process spins in
+5 ms 100-150 µs and after 20 ms about 200 µs (``bench.breakdown --gap-us``: the process spins in
 between, so this is not an idle CPU waking up).
 Every span of the path slows alike, the compiled book update and the OpenSSL signature as much
 as the Python: while this core does something else its caches and branch predictors go to other
@@ -138,7 +138,7 @@ class PathWarmer:
             shadow.add_book(book)  # read only: strategies cannot change a book
         for name, venue in real.venues.items():
             dry = getattr(venue, "dry_run", None)
-            shadow.add_venue(dry() if dry is not None else NullVenue(name))
+            shadow.add_venue(dry() if dry is not None else NullVenue(name), real.oms.profiles.get(name))
         for s in real.strategies.values():
             for key in s.subscriptions:
                 self._probe_sid.setdefault(key, s.strategy_id)

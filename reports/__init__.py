@@ -5,7 +5,7 @@
 - ``eventlog``: opening logs as DuckDB tables; ``runs``: finding runs under a runs root;
 - ``pnl``, ``roundtrips``, ``execution``, ``breakdowns``, ``diagnosis``: the queries of each section;
 - ``plots``, ``render``: PNG plots and the HTML/Markdown output;
-- ``cli``: ``hft report ...``; ``bench``: the 1M-fill benchmark; ``logwriter``: small logs from rows.
-"""
+- ``cli``: ``hft report ...``; ``logwriter``: small logs from rows.
 
-import engine.jitcache  # noqa: F401  (numba's cache, before numba loads)
+Nothing here is compiled by numba (the 1M-fill benchmark is ``bench/reports.py``).
+"""

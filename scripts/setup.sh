@@ -17,7 +17,12 @@ elif [ -z "${PYTHON:-}" ] && [ "$(.venv/bin/python -c 'import sys; print(sys._ba
 fi
 log=$(mktemp)
 # pip's output goes to a log shown only on failure (setuptools warns on every editable install)
-if ! { .venv/bin/python -m pip install --quiet --upgrade pip && .venv/bin/python -m pip install --quiet -e '.[dev]'; } >"$log" 2>&1; then
+# every version from requirements.lock (build requirements too, through PIP_CONSTRAINT): a fresh
+# clone next month installs what passed today
+pip_pin=$(grep -E '^pip==' requirements.lock)
+if ! { .venv/bin/python -m pip install --quiet "$pip_pin" \
+  && PIP_CONSTRAINT="$PWD/requirements.lock" .venv/bin/python -m pip install --quiet -c requirements.lock -e '.[dev]'; } \
+  >"$log" 2>&1; then
   cat "$log" >&2
   echo "error: installing the project into .venv failed (pip output above)" >&2
   rm -f "$log"

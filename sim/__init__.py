@@ -1,3 +1,7 @@
 """sim package."""
 
-import engine.jitcache  # noqa: F401  (numba's cache, before numba loads)
+from engine import jitcache as _jitcache
+
+#: modules with cached compiled functions; they inline engine's (the book), so an edit of either
+#: starts a fresh cache for them (engine.jitcache)
+_jitcache.register(__name__, ("kernel.py", "matching.py", "queue.py"), inlines=("engine",))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim.venue_time import ConstantVenueTime, DataVenueTime
+
 
 class ConstantLatency:
     def __init__(self, ns: int) -> None:
@@ -56,6 +58,16 @@ class RandomLatency:
         }
 
 
+def _ns(cfg: dict, prefix: str, default: int | None) -> int:
+    for unit, mul in (("ns", 1), ("us", 1_000), ("ms", 1_000_000)):
+        key = f"{prefix}{unit}"
+        if key in cfg:
+            return int(float(cfg[key]) * mul)
+    if default is None:
+        raise ValueError(f"latency needs '{prefix}ms' (or {prefix}us / {prefix}ns)")
+    return default
+
+
 def from_config(cfg: dict | int | None, default_ns: int, seed: int) -> ConstantLatency | RandomLatency:
     """``{"type": "constant", "ms": 5}`` / ``{"type": "random", "median_ms": 5, "sigma": 0.3}`` / plain ns."""
     if cfg is None:
@@ -65,16 +77,47 @@ def from_config(cfg: dict | int | None, default_ns: int, seed: int) -> ConstantL
     kind = cfg.get("type", "constant")
 
     def ns(prefix: str, default: int | None = None) -> int:
-        for unit, mul in (("ns", 1), ("us", 1_000), ("ms", 1_000_000)):
-            key = f"{prefix}{unit}"
-            if key in cfg:
-                return int(float(cfg[key]) * mul)
-        if default is None:
-            raise ValueError(f"latency needs '{prefix}ms' (or {prefix}us / {prefix}ns)")
-        return default
+        return _ns(cfg, prefix, default)
 
     if kind == "constant":
         return ConstantLatency(ns(""))
     if kind == "random":
         return RandomLatency(ns("median_"), float(cfg.get("sigma", 0.25)), ns("min_", 0), int(cfg.get("seed", seed)))
     raise ValueError(f"unknown latency type {kind!r}; expected 'constant' or 'random'")
+
+
+def feed_from_config(cfg: dict | int | None, default_ns: int) -> ConstantVenueTime | DataVenueTime:
+    """The feed latency, i.e. how the venue's clock relates to ours (``sim.venue_time``):
+    ``{"type": "constant", "ms": 2}`` / ``{"type": "data"[, "min_us": 0][, "clock_offset_ms": X]}``.
+    A latency drawn at random per message is refused: the venue needs one time per message, and a
+    draw per row would tear messages apart."""
+    if cfg is None:
+        return ConstantVenueTime(default_ns)
+    if isinstance(cfg, int | float) and not isinstance(cfg, bool):
+        return ConstantVenueTime(int(cfg))
+    if not isinstance(cfg, dict):
+        raise ValueError(f"must be an object or a number of ns, got {cfg!r}")
+    kind = cfg.get("type", "constant")
+    if kind == "constant":
+        return ConstantVenueTime(from_config(cfg, default_ns, 0).sample())
+    if kind == "data":
+        unknown = set(cfg) - {
+            "type",
+            "min_ns",
+            "min_us",
+            "min_ms",
+            "clock_offset_ns",
+            "clock_offset_us",
+            "clock_offset_ms",
+        }
+        if unknown:
+            raise ValueError(f"unknown field(s) {sorted(unknown)} for type 'data'")
+        floor = _ns(cfg, "min_", 0)
+        offset = _ns(cfg, "clock_offset_", None) if any(k.startswith("clock_offset_") for k in cfg) else None
+        return DataVenueTime(floor, offset)
+    if kind == "random":
+        raise ValueError(
+            "a random feed latency is not supported: the venue needs one time per market-data message; "
+            "use 'constant', or 'data' (the data's own venue timestamps)"
+        )
+    raise ValueError(f"unknown latency type {kind!r}; expected 'constant' or 'data'")

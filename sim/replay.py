@@ -1,13 +1,21 @@
 """Replays market data through the kernel and interleaves it with the engine's own timeline.
 
-Rows and scheduled events are handled in ``(ts, seq)`` order: rows with ``ts_recv`` earlier than
-the next scheduled event run in compiled code; at equal times the scheduled event goes first.
+Three sources of work, handled in time order on one clock: market-data rows as we receive them
+(local time), the same rows as the venue saw them (venue time, ``sim.venue_time``), and scheduled
+events (orders reaching the venue, answers reaching us, timers). Rows run in compiled code
+between scheduled events; at equal times a scheduled event goes first, then the venue's row,
+then ours (``sim.kernel``).
+
+The reader's batches are read once: each goes to the venue side first (which runs ahead of us by
+the feed latency, and in ``data`` mode sorts rows by venue time) and is kept until the local side
+has consumed it, so memory holds at most the largest feed latency's worth of rows beyond a batch.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -18,7 +26,26 @@ from engine.engine import Engine
 from engine.events import Trade
 from engine.timeline import NEVER, Timeline
 from sim import kernel as K
+from sim.matching import F_COLS
 from sim.venue import RestingOrders, dispatch_kernel_fills
+from sim.venue_time import ConstantVenueTime, VenueChunk, VenueRows, VenueTime
+
+
+def readonly(a: np.ndarray) -> np.ndarray:
+    """``a`` as the kernel takes row arrays: read-only (a view when ``a`` is writable). numba
+    compiles a function once per argument type, and read-only is part of the type: the reader
+    hands out both kinds, so without this the kernel would compile (and cache) every mix."""
+    if not a.flags.writeable:
+        return a
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+_EMPTY64 = readonly(np.zeros(0, dtype=np.int64))
+_EMPTY8 = readonly(np.zeros(0, dtype=np.int8))
+_EMPTY32 = readonly(np.zeros(0, dtype=np.int32))
+_EMPTYB = readonly(np.zeros(0, dtype=np.bool_))
 
 
 class ReplayStats:
@@ -48,6 +75,16 @@ class ReplayStats:
         self.wake_ns: list[int] | None = None
 
 
+def replay_mode(venue_time: VenueTime | None) -> int:
+    """``kernel.LOCAL`` without a venue, ``SHARED`` when the venue's clock reads ours (a constant
+    feed latency of 0: one set of books serves both), ``DUAL`` otherwise."""
+    if venue_time is None:
+        return K.LOCAL
+    if isinstance(venue_time, ConstantVenueTime) and venue_time.latency_ns == 0:
+        return K.SHARED
+    return K.DUAL
+
+
 class ReplayDriver:
     def __init__(
         self,
@@ -57,7 +94,8 @@ class ReplayDriver:
         timeline: Timeline,
         clock: SimClock,
         resting: RestingOrders,
-        feed_latency_of_stream: list[Any] | None = None,
+        venue_time: VenueTime | None = None,
+        venue_books: BookSet | None = None,
         queue_model: int = 0,
         queue_power: float = 2.0,
         measure_wakes: bool = False,
@@ -68,20 +106,27 @@ class ReplayDriver:
         self.timeline = timeline
         self.clock = clock
         self.resting = resting
-        self.feed_latency = feed_latency_of_stream or [None] * len(book_of_stream)
+        self.venue_time = venue_time
+        self.mode = replay_mode(venue_time)
+        if self.mode == K.DUAL and venue_books is None:
+            raise ValueError("a venue on its own clock needs its own books")
+        self.venue_books = venue_books if self.mode == K.DUAL else books
         n = len(book_of_stream)
         self.st = np.zeros((n, K.ST_COLS), dtype=np.int64)
+        self.vst = np.zeros((n, K.VS_COLS), dtype=np.int64)
         if engine is not None:
             for i, b in enumerate(book_of_stream):
                 key = (b.venue, b.symbol)
                 self.st[i, K.ST_WAKE_BOOK] = engine.wants_book(key)
                 self.st[i, K.ST_WAKE_TRADE] = 1 if engine.wants_trades(key) else 0
-        self.fills = np.zeros((1024, 3), dtype=np.int64)
-        self.params = np.zeros(5, dtype=np.int64)
-        self.params[3] = queue_model
+        self.fills = np.zeros((1024, F_COLS), dtype=np.int64)
+        self.params = np.zeros(K.P_LEN, dtype=np.int64)
+        self.params[K.P_QMODEL] = queue_model
+        self.params[K.P_MODE] = self.mode
         self.power = float(queue_power)
-        self.out = np.zeros(5, dtype=np.int64)
+        self.out = np.zeros(K.O_LEN, dtype=np.int64)
         self.stats = ReplayStats()
+        self.last_ts = 0
         if measure_wakes:
             self.stats.wake_ns = []
 
@@ -98,164 +143,233 @@ class ReplayDriver:
             n += 1
         self.stats.events += n
 
-    def run(self, batches: Iterable[Any], on_progress: Callable[[int], None] | None = None) -> ReplayStats:
-        t0 = time.perf_counter()
-        stats = self.stats
-        last_ts = 0
-        for cb in batches:
-            n = len(cb.ts_recv)
-            if n == 0:
-                continue
-            last_ts = self._run_batch(cb, n)
-            stats.rows += n
-            if on_progress is not None:
-                on_progress(n)
-        stats.seconds = time.perf_counter() - t0
-        self.last_ts = last_ts
-        return stats
-
     def drain(self, until_ts: int) -> None:
         self.run_timeline_until(until_ts)
         if self.clock.ts < until_ts:
             self.clock.ts = until_ts
 
-    def _run_batch(self, cb: Any, n: int) -> int:
-        ts_recv = cb.ts_recv
-        kind = cb.kind
-        side = cb.side
-        price = cb.price
-        size = cb.size
+    def run(self, batches: Iterable[Any], on_progress: Callable[[int], None] | None = None) -> ReplayStats:
+        t0 = time.perf_counter()
+        _Run(self, iter(batches), on_progress).go()
+        self.stats.seconds = time.perf_counter() - t0
+        return self.stats
+
+
+class _Run:
+    """One pass over the data: the two cursors' batches and the loop that feeds the kernel."""
+
+    def __init__(self, d: ReplayDriver, src: Iterator[Any], on_progress: Callable[[int], None] | None) -> None:
+        self.d = d
+        self.src = src
+        self.on_progress = on_progress
+        self.dual = d.mode == K.DUAL
+        self.vrows = VenueRows(d.venue_time) if self.dual and d.venue_time is not None else None
+        self.local: deque[Any] = deque()
+        self.venue: deque[VenueChunk] = deque()
+        self.src_done = False
+        self.cb: Any = None  # the local batch being replayed, and its arrays as the kernel takes them
+        self.la: tuple[np.ndarray, ...] = (_EMPTY64, _EMPTY8, _EMPTY8, _EMPTY64, _EMPTY64, _EMPTY32, _EMPTYB)
+        self.va: tuple[np.ndarray, ...] = self.la
+        self.li = self.ln = 0
+        self.vi = self.vn = 0
+        self.lend = False
+        self.vend = not self.dual
+
+    def _pull(self) -> None:
+        cb = next(self.src, None)
+        while cb is not None and len(cb.ts_recv) == 0:
+            cb = next(self.src, None)
+        if cb is None:
+            self.src_done = True
+            if self.vrows is not None:
+                self.venue.extend(self.vrows.finish())
+            return
+        self.local.append(cb)
+        if self.vrows is not None:
+            self.venue.extend(self.vrows.push(cb))
+
+    def _next_local(self) -> None:
+        if self.cb is not None:
+            self.d.stats.rows += self.ln
+            self.d.last_ts = int(self.cb.ts_recv[-1])
+            if self.on_progress is not None:
+                self.on_progress(self.ln)
+            self.cb = None
+        while not self.local and not self.src_done:
+            self._pull()
+        if not self.local:
+            self.lend = True
+            self.li = self.ln = 0
+            return
+        cb = self.cb = self.local.popleft()
         stream = cb.stream if cb.stream.dtype == np.int32 else cb.stream.astype(np.int32)
-        batch_end = cb.batch_end
-        ts_event = cb.ts_event
-        sequence = cb.sequence
-        books = self.books
-        params = self.params
-        out = self.out
-        st = self.st
-        clock = self.clock
-        tl = self.timeline
-        engine = self.engine
-        resting = self.resting
-        stats = self.stats
+        self.la = tuple(readonly(a) for a in (cb.ts_recv, cb.kind, cb.side, cb.price, cb.size, stream, cb.batch_end))
+        self.li, self.ln = 0, len(cb.ts_recv)
+
+    def _next_venue(self) -> None:
+        while not self.venue and not self.src_done:
+            self._pull()
+        if not self.venue:
+            self.vend = True
+            self.vi = self.vn = 0
+            return
+        c = self.venue.popleft()
+        self.va = tuple(readonly(a) for a in (c.ts, c.kind, c.side, c.price, c.size, c.stream, c.batch_end))
+        self.vi, self.vn = 0, len(c)
+
+    def go(self) -> None:
+        d = self.d
+        engine = d.engine
+        params = d.params
+        out = d.out
+        st, vst = d.st, d.vst
+        tl = d.timeline
+        clock = d.clock
+        resting = d.resting
+        stats = d.stats
         wake_ns = stats.wake_ns
         perf = time.perf_counter_ns
         run_rows = K.run_rows
-        i = 0
-        while i < n:
-            t_next = tl.next_ts()
-            if t_next <= ts_recv[i]:
-                self.run_timeline_until(int(ts_recv[i]))
+        self._next_local()
+        if not self.vend:
+            self._next_venue()
+        while True:
+            if self.li >= self.ln and not self.lend:
+                self._next_local()
                 continue
-            params[0] = i
-            params[1] = n
-            params[2] = t_next if t_next != NEVER else NEVER
-            params[4] = resting.n
+            if self.dual and self.vi >= self.vn and not self.vend:
+                self._next_venue()
+                continue
+            ts_l = int(self.la[0][self.li]) if self.li < self.ln else NEVER
+            ts_v = int(self.va[0][self.vi]) if self.vi < self.vn else NEVER
+            nxt = ts_l if ts_l < ts_v else ts_v
+            if nxt == NEVER:
+                break  # both cursors are done; ``drain`` handles what is still scheduled
+            t_next = tl.next_ts()
+            if t_next <= nxt:
+                self.run_timeline_until(nxt)
+                continue
+            bs, vb = d.books, d.venue_books
+            params[K.P_I] = self.li
+            params[K.P_N] = self.ln
+            params[K.P_T_STOP] = t_next
+            params[K.P_NREST] = resting.n
+            params[K.P_IV] = self.vi
+            params[K.P_NV] = self.vn
+            params[K.P_LEND] = 1 if self.lend else 0
+            params[K.P_VEND] = 1 if self.vend else 0
             run_rows(
-                ts_recv,
-                kind,
-                side,
-                price,
-                size,
-                stream,
-                batch_end,
-                books.lad,
-                books.keys,
-                books.sizes,
-                books.cnt,
-                books.dead,
-                books.meta,
-                st,
-                resting.arr,
-                self.fills,
-                params,
-                self.power,
-                out,
+                *self.la, *bs.arrays(), st, *self.va, *vb.arrays(), vst, resting.arr, d.fills, params, d.power, out
             )
-            j = int(out[K.O_NEXT])
+            self.li = int(out[K.O_NEXT])
+            self.vi = int(out[K.O_VNEXT])
             mask = int(out[K.O_MASK])
-            i = j
             if mask == 0:
                 continue
-            if mask & K.M_FULL:
-                books.grow()
-                for b in self.book_of_stream:
-                    b.books = books
-                mask &= ~K.M_FULL
+            if mask & (K.M_LNEED | K.M_VNEED):
+                mask &= ~(K.M_LNEED | K.M_VNEED)  # the loop's top fetches the next batch
                 if mask == 0:
                     continue
-            row = int(out[K.O_ROW])
-            s = int(out[K.O_STREAM])
-            t = int(ts_recv[row])
-            if t > clock.ts:
-                clock.ts = t
-            stats.wakes += 1
-            w0 = perf() if wake_ns is not None else 0
-            book = self.book_of_stream[s]
-            if mask & K.M_BAD and engine is not None:
-                stats.bad += 1
+            if mask & (K.M_FULL | K.M_VFULL):
+                if mask & K.M_FULL:
+                    d.books.grow()
+                if mask & K.M_VFULL and d.venue_books is not d.books:
+                    d.venue_books.grow()
+                mask &= ~(K.M_FULL | K.M_VFULL)
+                if mask == 0:
+                    continue
+            self._wake(mask, engine, clock, resting, stats, wake_ns, perf)
+
+    def run_timeline_until(self, ts: int) -> None:
+        self.d.run_timeline_until(ts)
+
+    def _wake(
+        self, mask: int, engine: Engine | None, clock: SimClock, resting: RestingOrders, stats, wake_ns, perf
+    ) -> None:
+        d = self.d
+        out = d.out
+        stats.wakes += 1
+        w0 = perf() if wake_ns is not None else 0
+        if mask & K.M_FILL:
+            fill_ts = int(out[K.O_FILL_TS])
+            if fill_ts > clock.ts:
+                clock.ts = fill_ts
+            stats.fill_wakes += 1
+            dispatch_kernel_fills(resting, d.fills, int(out[K.O_NFILLS]), fill_ts)
+        if mask & ~K.M_FILL:
+            self._local_wake(mask, engine, clock, stats)
+        if wake_ns is not None:
+            wake_ns.append(perf() - w0)
+
+    def _local_wake(self, mask: int, engine: Engine | None, clock: SimClock, stats: ReplayStats) -> None:
+        d = self.d
+        out = d.out
+        cb = self.cb
+        row = int(out[K.O_ROW])
+        s = int(out[K.O_STREAM])
+        t = int(cb.ts_recv[row])
+        if t > clock.ts:
+            clock.ts = t
+        book = d.book_of_stream[s]
+        if mask & K.M_BAD and engine is not None:
+            stats.bad += 1
+            engine.incident(
+                t,
+                book.venue,
+                book.symbol,
+                "bad_level",
+                f"row price={int(cb.price[row])} size={int(cb.size[row])} seq={int(cb.sequence[row])}",
+            )
+        if mask & K.M_GAP:
+            book.valid = False
+            book.refresh_top()
+            if engine is not None:
                 engine.incident(
                     t,
                     book.venue,
                     book.symbol,
-                    "bad_level",
-                    f"row price={int(price[row])} size={int(size[row])} seq={int(sequence[row])}",
+                    "sequence_gap",
+                    f"update chain broken in the recorded data before seq={int(cb.sequence[row])}; "
+                    "book invalid until the next snapshot",
                 )
-            if mask & K.M_GAP:
-                book.valid = False
-                book.refresh_top()
-                if engine is not None:
-                    engine.incident(
-                        t,
-                        book.venue,
-                        book.symbol,
-                        "sequence_gap",
-                        f"update chain broken in the recorded data before seq={int(sequence[row])}; "
-                        "book invalid until the next snapshot",
-                    )
-            if mask & K.M_FILL:
-                stats.fill_wakes += 1
-                dispatch_kernel_fills(resting, self.fills, int(out[K.O_NFILLS]), t)
-            if mask & K.M_CROSSED:
-                stats.crossed += 1
-                book.valid = False
-                book.refresh_top()
-                if engine is not None:
-                    engine.incident(
-                        t,
-                        book.venue,
-                        book.symbol,
-                        "crossed_book",
-                        f"bid={book.best_bid_fixed} ask={book.best_ask_fixed} seq={int(sequence[row])}",
-                    )
-            if mask & K.M_TRADE and engine is not None:
-                stats.trade_wakes += 1
-                inst = book.instrument
-                px = int(price[row])
-                q = int(size[row])
-                engine.on_trade(
-                    Trade(
-                        book.venue,
-                        book.symbol,
-                        int(ts_event[row]),
-                        t,
-                        int(side[row]),
-                        inst.price(px),
-                        inst.size(q),
-                        px,
-                        q,
-                    )
+        if mask & K.M_CROSSED:
+            stats.crossed += 1
+            book.valid = False
+            book.refresh_top()
+            if engine is not None:
+                engine.incident(
+                    t,
+                    book.venue,
+                    book.symbol,
+                    "crossed_book",
+                    f"bid={book.best_bid_fixed} ask={book.best_ask_fixed} seq={int(cb.sequence[row])}",
                 )
-            if mask & K.M_BOOK:
-                stats.book_wakes += 1
-                book.refresh_top()
-                book.valid = True
-                book.ts_recv = t
-                book.ts_event = int(ts_event[row])
-                book.update_id = int(sequence[row])
-                if engine is not None:
-                    fl = self.feed_latency[s]
-                    engine.on_book(book, fl.sample() if fl is not None else 0)
-            if wake_ns is not None:
-                wake_ns.append(perf() - w0)
-        return int(ts_recv[n - 1])
+        if mask & K.M_TRADE and engine is not None:
+            stats.trade_wakes += 1
+            inst = book.instrument
+            px = int(cb.price[row])
+            q = int(cb.size[row])
+            engine.on_trade(
+                Trade(
+                    book.venue,
+                    book.symbol,
+                    int(cb.ts_event[row]),
+                    t,
+                    int(cb.side[row]),
+                    inst.price(px),
+                    inst.size(q),
+                    px,
+                    q,
+                )
+            )
+        if mask & K.M_BOOK:
+            stats.book_wakes += 1
+            book.refresh_top()
+            book.valid = True
+            book.ts_recv = t
+            ts_event = int(cb.ts_event[row])
+            book.ts_event = ts_event
+            book.update_id = int(cb.sequence[row])
+            if engine is not None:
+                vt = d.venue_time
+                engine.on_book(book, vt.feed_latency(s, t, ts_event) if vt is not None else 0)

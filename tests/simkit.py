@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,10 @@ class Rows:
 
 
 class MemSource:
-    def __init__(self, rows: Rows) -> None:
+    def __init__(self, rows: Rows, venue: str = VENUE) -> None:
         self.cb = rows.batch()
-        self.streams = [(VENUE, SYMBOL)]
-        self.scales = {(VENUE, SYMBOL): (INST.price_scale, INST.size_scale)}
+        self.streams = [(venue, SYMBOL)]
+        self.scales = {(venue, SYMBOL): (INST.price_scale, INST.size_scale)}
         self.rows = len(self.cb.ts_recv)
         self.start_ns = int(self.cb.ts_recv[0])
         self.end_ns = int(self.cb.ts_recv[-1]) + 1
@@ -114,6 +115,7 @@ def make_spec(
     balances: dict | None = None,
     strategy_id: str = "s1",
     mark_ms: int = 0,
+    venue: str = VENUE,
 ) -> RunSpec:
     feed, order, resp = latency_ms
     sim = {
@@ -129,15 +131,15 @@ def make_spec(
         name="t",
         seed=1,
         data_root=Path("."),
-        venue=VENUE,
+        venue=venue,
         symbols=[SYMBOL],
         start_ns=None,
         end_ns=None,
         instruments_path=None,
-        balances=balances or {VENUE: {"USDT": 1_000_000.0}},
+        balances=balances or {venue: {"USDT": 1_000_000.0}},
         risk=RiskLimits.from_dict(risk or {}, "<test>"),
         strategy_risk={},
-        strategies=[StrategySpec(strategy_id, strategy_cls, VENUE, [SYMBOL], params or {}, "<test>")],
+        strategies=[StrategySpec(strategy_id, strategy_cls, venue, [SYMBOL], params or {}, "<test>")],
         sim=Section(sim, "<test>", "sim"),
         runs_root=Path("runs"),
         mark_interval_ns=mark_ms * MS,
@@ -148,5 +150,9 @@ def make_spec(
 def run(
     rows: Rows, strategy_cls: type, params: dict | None = None, run_dir: Path | None = None, **kw: Any
 ) -> BacktestResult:
+    """Backtest ``rows`` on venue ``kw["venue"]`` (default ``testex``, which has the generic profile;
+    a registered venue name such as ``binance`` brings that venue's rules)."""
+    venue = kw.get("venue", VENUE)
     spec = make_spec(strategy_cls, params, **kw)
-    return run_backtest(spec, run_dir, source=MemSource(rows), instruments_registry={(VENUE, SYMBOL): INST})
+    inst = dataclasses.replace(INST, venue=venue)
+    return run_backtest(spec, run_dir, source=MemSource(rows, venue), instruments_registry={(venue, SYMBOL): inst})

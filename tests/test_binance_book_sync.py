@@ -239,9 +239,10 @@ def test_crossed_book_never_served() -> None:
     assert len(h.served) == 1
 
 
-def test_on_apply_sees_exactly_the_applied_messages_in_order(btc_events) -> None:
-    """The paper-trading hook: every applied snapshot and diff, in order, just before the book
-    changes; never a dropped (stale) diff, a diff lost to a gap, or one applied twice."""
+def test_on_levels_sees_exactly_the_applied_messages_in_order(btc_events) -> None:
+    """The paper-trading hook: the levels of every applied snapshot and diff, in order, once they
+    are in the book and before it is shown; never a dropped (stale) diff, a diff lost to a gap, or
+    one applied twice."""
     events, _ = btc_events
     diffs = [e for e in events if isinstance(e, DepthDiff)]
     victim = diffs[1500]
@@ -256,37 +257,32 @@ def test_on_apply_sees_exactly_the_applied_messages_in_order(btc_events) -> None
     resync_snap = Snapshot(at, lv(*ref["bids"]), lv(*ref["asks"]), 1)
 
     h = Harness()
-    seen: list[tuple[str, str, int, int, int]] = []
+    seen: list[tuple[bool, list, list]] = []
     served_ids: list[int] = []
 
-    def hook(symbol: str, kind: str, msg: object) -> None:
-        # called before the book changes: it still holds the previous message's update id
-        if kind == "snapshot":
-            assert isinstance(msg, Snapshot)
-            seen.append((symbol, kind, 0, msg.last_update_id, h.book.update_id))
-        else:
-            assert isinstance(msg, DepthDiff) and msg.bids.dtype == np.int64
-            seen.append((symbol, kind, msg.first_id, msg.last_id, h.book.update_id))
+    def hook(book: Book, bids: np.ndarray, asks: np.ndarray, snapshot: bool) -> None:
+        assert book is h.book and bids.dtype == np.int64 and asks.dtype == np.int64
+        # already applied: the book holds the sizes the message set (the last one, for a price given twice)
+        for side, levels in ((1, bids), (-1, asks)):
+            last = {int(p): int(q) for p, q in levels}
+            assert all(book.size_at(side, p) == q for p, q in last.items())
+        seen.append((snapshot, bids.tolist(), asks.tolist()))
 
-    h.sync.on_apply = hook
+    h.sync.on_levels = hook
     h.hook = lambda b: served_ids.append(b.update_id)
     replay(h, events, drop_first_id=victim.first_id, snapshot=resync_snap)
 
     assert h.sync.gaps == 1 and h.sync.snapshots == 2
-    assert {s[0] for s in seen} == {"BTC-USDT"}
-    kinds = [s[1] for s in seen]
-    assert kinds.count("snapshot") == 2 and kinds[0] == "snapshot"
-    assert kinds.count("diff") == h.sync.applied
-    # every diff continues the chain from what the book held when the hook ran
-    book_id = 0
-    for _, kind, first, last, before in seen:
-        if kind == "snapshot":
-            book_id = last
-            continue
-        assert first <= before + 1 <= last and before == book_id
-        book_id = last
-    # what the hook saw is what was applied and served, no more (a diff lost to the gap, a
-    # stale diff dropped after a snapshot, or one applied twice would show up here)
-    assert [s[3] for s in seen if s[1] == "diff"] == served_ids
+    snaps = [s for s in seen if s[0]]
+    assert len(snaps) == 2 and seen[0][0]
+    assert sorted(map(tuple, snaps[1][1])) == sorted(tuple(x) for x in resync_snap.bids.tolist())
+    applied = [s for s in seen if not s[0]]
+    assert len(applied) == h.sync.applied == len(served_ids)
+    # what the hook saw is what was served, message for message: a diff lost to the gap, a
+    # stale diff dropped after a snapshot, or one applied twice would show up here
+    by_id = {d.last_id: d for d in diffs}
+    for (_, bids, asks), uid in zip(applied, served_ids, strict=True):
+        d = by_id[uid]
+        assert bids == d.bids.tolist() and asks == d.asks.tolist()
     assert victim.last_id not in served_ids
     assert h.book.update_id == served_ids[-1] == diffs[-1].last_id

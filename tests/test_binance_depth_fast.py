@@ -94,6 +94,32 @@ def test_fast_path_builds_the_same_book_as_the_general_path(capacity: int) -> No
         assert fast.book.books.capacity > 16  # it did have to grow
 
 
+@pytest.mark.parametrize("capacity", [4096, 16])
+def test_paper_tradings_hook_sees_every_message_the_fast_path_applied(capacity: int) -> None:
+    """With ``on_levels`` set (paper trading) the fast path still applies every plain message, and
+    the hook gets that message's levels, as the general path's decoder reads them, after the apply."""
+    fast, slow, frames = synced_pair(capacity)
+    dec = MarketFrameDecoder(SymbolMap(["BTC-USDT"]))
+    got: list[tuple[list, list, bool]] = []
+    fast.sync.on_levels = lambda book, bids, asks, snap: got.append((bids.tolist(), asks.tolist(), snap))
+    applied_before = fast.sync.applied
+    taken = 0
+    for ts, frame in frames:
+        ev = dec.decode(frame, ts)
+        assert isinstance(ev, DepthDiff)
+        n = len(got)
+        if fast.sync.on_frame(frame, *payload_span(frame), ts):
+            taken += 1
+        else:
+            fast.sync.on_diff(ev)
+        slow.sync.on_diff(ev)
+        if len(got) > n:
+            assert got[-1] == (ev.bids.tolist(), ev.asks.tolist(), False)
+    assert book_state(fast.book) == book_state(slow.book)
+    assert taken >= len(frames) - 2 and fast.sync.fast_applied == taken
+    assert len(got) == fast.sync.applied - applied_before  # one call per applied message, none for dropped ones
+
+
 def test_fast_path_leaves_everything_else_untouched() -> None:
     fast, _, frames = synced_pair()
     assert fast.sync.state is SYNCED and not fast.sync._bridging
@@ -111,12 +137,8 @@ def test_fast_path_leaves_everything_else_untouched() -> None:
     truncated = frame[: len(frame) // 2] + b"}"
     assert not fast.sync.on_frame(truncated, *payload_span(truncated), ts)
     assert book_state(fast.book) == before and len(fast.served) == served and fast.sync.gaps == 0
-    # a paper-trading hook watching every message, or the bridging message after a snapshot:
-    # the general path
+    # the bridging message after a snapshot: the general path
     lo, hi = payload_span(frame)
-    fast.sync.on_apply = lambda *a: None
-    assert not fast.sync.on_frame(frame, lo, hi, ts)
-    fast.sync.on_apply = None
     fast.sync._bridging = True
     assert not fast.sync.on_frame(frame, lo, hi, ts)
     fast.sync._bridging = False
@@ -207,5 +229,6 @@ def test_warm_applies_the_last_diff_to_a_copy_and_leaves_the_book_alone() -> Non
     lad, _keys, _sizes, cnt, _dead, meta = fast.sync._warm_arrays  # type: ignore[misc]
     real = fast.book.books
     assert np.array_equal(lad, real.lad) and np.array_equal(cnt, real.cnt) and np.array_equal(meta, real.meta)
-    fast.sync.on_apply = lambda *_: None  # paper trading's hook: the fast path is not used, nor warm
-    assert not fast.sync.warm()
+    # paper trading's hook changes neither: the fast path applies and the warmer still warms
+    fast.sync.on_levels = lambda *_: None
+    assert fast.sync.warm()

@@ -1,4 +1,4 @@
-"""The hot-path benchmarks run on a clean checkout and print what their READMEs quote (tiny runs:
+"""The benchmarks (``bench/``) run on a clean checkout and print what their READMEs quote (tiny runs:
 the figures themselves come from full runs, not from tests)."""
 
 from __future__ import annotations
@@ -8,7 +8,10 @@ import re
 import pytest
 from test_binance_support import CAPTURE
 
-from venues.binance import bench_ab, bench_breakdown, bench_hot_path
+from bench import ab as bench_ab
+from bench import breakdown as bench_breakdown
+from bench import hot_path as bench_hot_path
+from engine import cli
 
 DAY = CAPTURE / "btcusdt_20240808.gz"
 P50 = re.compile(r"n=\s*(\d+)\s+p50=\s*([\d.]+) us")
@@ -78,6 +81,16 @@ def test_ab_checks_out_a_revision_and_removes_it() -> None:
         bench_ab.parse("Traceback (most recent call last): ...", "frame -> order bytes written")
 
 
+def test_ab_runs_revisions_from_before_the_benchmarks_moved(tmp_path) -> None:
+    """Revisions before ``bench/`` kept the benchmarks in ``venues/binance/bench_*.py``."""
+    old = tmp_path / "old" / "venues" / "binance"
+    old.mkdir(parents=True)
+    (old / "bench_breakdown.py").write_text("")
+    assert bench_ab.module(tmp_path / "old", "breakdown") == "venues.binance.bench_breakdown"
+    assert bench_ab.module(bench_ab.REPO, "breakdown") == "bench.breakdown"
+    assert bench_ab.module(bench_ab.REPO, "hot_path") == "bench.hot_path"
+
+
 def test_ab_compares_the_line_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
     """``--line`` picks which result line the two versions are compared on, e.g. the end of the
     read callback (when uvloop actually sends) instead of the write."""
@@ -115,3 +128,23 @@ def test_breakdown_with_gaps_between_ticks_and_warm_passes_in_them(capsys: pytes
     total = re.search(r"n=(\d+) p50=([\d.]+) us", out)
     assert total is not None and int(total.group(1)) == 100 and float(total.group(2)) > 0
     assert bench_breakdown.main(["--gap-us", "-1", "--data", str(DAY)]) == 2
+
+
+def test_hft_bench_runs_the_checkouts_benchmark_and_says_so_without_one(
+    tmp_path, monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``hft bench`` passes its arguments to ``bench.backtest``; an install without ``bench/``
+    exits 2 with one line."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "--help"])
+    assert exc.value.code == 0 and "usage: hft bench" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "--mode", "nonsense"])
+    assert exc.value.code == 2 and "--mode" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "CHECKOUT", tmp_path)
+    assert cli.main(["bench", "--mode", "book"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "benchmarks ship with it" in err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["data", "--no-such-option"])  # other commands still refuse what they do not know
+    assert exc.value.code == 2

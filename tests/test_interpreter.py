@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.bench import interpreter
+from bench import interpreter
 
 REPO = Path(__file__).resolve().parents[1]
 PICK = REPO / "scripts" / "pick_python.sh"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pyarrow.parquet as pq
+
 from engine.model import OrderStatus, OrderType, Side, TimeInForce
 from engine.strategy import Strategy
 
@@ -142,12 +144,19 @@ def test_book_moving_through_a_resting_order_fills_it():
     assert s.orders[0].status is OrderStatus.FILLED
 
 
-def test_post_only_that_would_take_is_rejected_with_binance_text():
+def test_post_only_that_would_take_is_rejected_in_the_venues_own_words(tmp_path):
     rows = base_book().delta(50 * MS, [(1, 1000, 6)])
-    res = run(rows, Scripted, {"orders": [{"side": "buy", "price": 100.1, "qty": 0.001, "post_only": True}]})
+    order = {"orders": [{"side": "buy", "price": 100.1, "qty": 0.001, "post_only": True}]}
+    # a venue with a profile (Binance's, from the registry) answers with its code and text ...
+    res = run(rows, Scripted, order, venue="binance", run_dir=tmp_path / "b")
     o = strat(res).orders[0]
     assert o.status is OrderStatus.REJECTED
     assert o.reason == "Order would immediately match and take."
+    rejected = [r for r in pq.read_table(tmp_path / "b" / "orders.parquet").to_pylist() if r["event"] == "rejected"]
+    assert [(r["code"], r["reason"]) for r in rejected] == [(-2010, "Order would immediately match and take.")]
+    # ... and a venue without one with the generic words: no Binance text leaks into other venues
+    o = strat(run(rows, Scripted, order)).orders[0]
+    assert o.status is OrderStatus.REJECTED and o.reason == "Post-only order would take liquidity"
 
 
 def test_cancel_of_a_filled_order_is_rejected_as_unknown():

@@ -13,11 +13,11 @@ from typing import Any, ClassVar
 import pytest
 from test_binance_support import CAPTURE, capture_log, wait_until
 
+from bench import hot_path as hot
 from engine.logs import Muted, flush_logs, get_logger, setup_logging
 from engine.model import Side
 from engine.strategy import Strategy
 from engine.warm import NullVenue, PathWarmer
-from venues.binance import bench_hot_path as hot
 from venues.binance.adapter import BinanceAdapter
 from venues.binance.config import Credentials
 
@@ -104,7 +104,7 @@ async def test_warm_passes_leave_no_trace_and_real_orders_still_flow(tmp_path: P
             await adapter.start(engine.on_book, engine.on_trade, sink=engine, books={hot.SYMBOL: book})
             execution = adapter.execution
             assert execution is not None
-            engine.add_venue(execution)
+            engine.add_venue(execution, adapter.profile)
             engine.start()
             warmer = PathWarmer(engine, interval_us=100, spin=True)
             try:
@@ -170,7 +170,7 @@ async def test_a_failing_shadow_stops_the_warmer_not_the_engine(tmp_path: Path) 
         engine, book = hot.build_engine(asyncio.get_running_loop(), inst, "place", False)
         await adapter.start(engine.on_book, engine.on_trade, sink=engine, books={hot.SYMBOL: book})
         assert adapter.execution is not None
-        engine.add_venue(adapter.execution)
+        engine.add_venue(adapter.execution, adapter.profile)
         engine.start()
         try:
             await _synced(adapter, fb, book)

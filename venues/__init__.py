@@ -1,3 +1,6 @@
 """venues package."""
 
-import engine.jitcache  # noqa: F401  (numba's cache, before numba loads)
+from engine import jitcache as _jitcache
+
+#: modules with cached compiled functions; the depth apply inlines engine's book (engine.jitcache)
+_jitcache.register(__name__, ("binance/depth_apply.py", "binance/numbers.py"), inlines=("engine",))

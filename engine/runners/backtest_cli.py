@@ -70,7 +70,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_summary(s: dict, run_dir: Path | None) -> str:
+def format_summary(s: dict, run_dir: Path | None, title: str = "Backtest summary") -> str:
     rows = [
         ("net P&L", f"{s['net_pnl']:,.2f}"),
         ("  realized", f"{s['realized_pnl']:,.2f}"),
@@ -95,4 +95,4 @@ def format_summary(s: dict, run_dir: Path | None) -> str:
     body = "\n".join(
         f"{k:<{width}}  {v:>20}" if k != "event log" and k != "incidents" else f"{k:<{width}}  {v}" for k, v in rows
     )
-    return f"{line}\nBacktest summary\n{line}\n{body}\n{line}"
+    return f"{line}\n{title}\n{line}\n{body}\n{line}"

@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.config import Section, load_json, resolve_path
 from engine.errors import ConfigError
+from engine.reconcile import POLICIES, ReconcilePolicy
 from engine.risk import RiskLimits
 from engine.strategy import Strategy
 
@@ -51,6 +52,41 @@ class RunSpec:
     #: the live path warmer (``engine.warm``), paper and live only: None when the config has no
     #: ``warm`` section, else ``PathWarmer`` keyword arguments (interval_us, spin, probe)
     warm: dict[str, Any] | None = None
+    #: venue -> its exchange config (paper, live); venues not named use the registry's default
+    exchanges: dict[str, Path] = field(default_factory=dict)
+    #: live trading's start-up reconciliation (``engine.reconcile``); None: the defaults
+    live: ReconcilePolicy | None = None
+    #: live trading: cancel every open order on a graceful stop (SIGINT/SIGTERM, --duration)
+    live_cancel_on_stop: bool = True
+
+
+def code_spec(
+    name: str,
+    risk: RiskLimits | None = None,
+    balances: dict[str, dict[str, float]] | None = None,
+    sim: dict[str, Any] | None = None,
+    mark_interval_ns: int = 1_000_000_000,
+) -> RunSpec:
+    """A run spec made in code, not read from a file (benchmarks, tools): no strategies of its own
+    (``build_node(strategies=...)`` brings them)."""
+    return RunSpec(
+        path=f"<{name}>",
+        name=name,
+        seed=0,
+        data_root=Path("data"),
+        venue=None,
+        symbols=None,
+        start_ns=None,
+        end_ns=None,
+        instruments_path=None,
+        balances=balances or {},
+        risk=risk or RiskLimits(),
+        strategy_risk={},
+        strategies=[],
+        sim=Section(sim or {}, f"<{name}>", "sim"),
+        runs_root=Path("runs"),
+        mark_interval_ns=mark_interval_ns,
+    )
 
 
 def load_strategy(path: Path | str, entry: Any = None) -> StrategySpec:
@@ -103,8 +139,8 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
     if mode == "backtest":
         data_root = resolve_path(o.get("data") or data.str("root"), base)
     else:
-        root.str("exchange")
-        data_root = resolve_path(root.str("exchange"), base)
+        data_root = resolve_path(data.str("root", "data"), base)
+    exchanges = _exchanges(root, base)
     start = parse_time(o.get("from", data.raw("from", None)), data, "from")
     end = parse_time(o.get("to", data.raw("to", None)), data, "to")
     if start is not None and end is not None and end <= start:
@@ -144,6 +180,7 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
             "spin": w.bool("spin", True),
             "probe": w.bool("probe", True),
         }
+    live, cancel_on_stop = _live(root)
     return RunSpec(
         path=where,
         name=root.str("name", Path(path).stem),
@@ -163,4 +200,52 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
         mark_interval_ns=int(out.number("mark_interval_ms", 1000, minimum=0) * 1_000_000),
         raw=root.data,
         warm=warm,
+        exchanges=exchanges,
+        live=live,
+        live_cancel_on_stop=cancel_on_stop,
     )
+
+
+def _exchanges(root: Section, base: Path) -> dict[str, Path]:
+    """``exchanges: {venue: path}``, or the single ``exchange: path`` of a one-venue config (the
+    venue named by the strategies)."""
+    out: dict[str, Path] = {}
+    if root.has("exchanges"):
+        ex = root.section("exchanges")
+        for venue in ex.data:
+            out[venue] = resolve_path(ex.str(venue), base)
+    if root.has("exchange"):
+        venues = {e.get("venue") for e in root.data.get("strategies", []) if isinstance(e, dict)}
+        path = resolve_path(root.str("exchange"), base)
+        name = _venue_of(path) or (venues.pop() if len(venues) == 1 else None)
+        if name is None:
+            raise root.fail("exchange", "names one exchange config; with several venues use 'exchanges': {venue: path}")
+        out.setdefault(name, path)
+    return out
+
+
+def _venue_of(path: Path) -> str | None:
+    try:
+        data = load_json(path)
+    except ConfigError:
+        return None
+    venue = data.get("venue")
+    return venue if isinstance(venue, str) and venue else None
+
+
+_LIVE_KEYS = {"unknown_orders", "adopt_owner", "reconcile_timeout_s", "cancel_on_stop"}
+
+
+def _live(root: Section) -> tuple[ReconcilePolicy | None, bool]:
+    if not root.has("live"):
+        return None, True
+    sec = root.section("live")
+    unknown = sorted(set(sec.data) - _LIVE_KEYS)
+    if unknown:
+        raise sec.fail(unknown[0], f"unknown field (expected one of {', '.join(sorted(_LIVE_KEYS))})")
+    policy = sec.str("unknown_orders", "cancel")
+    if policy not in POLICIES:
+        raise sec.fail("unknown_orders", f"must be one of {', '.join(POLICIES)}, got {policy!r}")
+    owner = sec.str("adopt_owner") if sec.has("adopt_owner") else None
+    timeout = sec.number("reconcile_timeout_s", 30.0, positive=True)
+    return ReconcilePolicy(policy, owner, timeout), sec.bool("cancel_on_stop", True)

@@ -473,6 +473,7 @@ class FakeBinance:
         r.add_get("/stream", self._ws_stream)
         r.add_get("/ws-api/v3", self._ws_api)
         r.add_get("/_fake/status", self._admin)
+        r.add_get("/_fake/orders", self._orders)
         r.add_post("/_fake/{action}", self._admin)
 
     async def _weight_headers(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -632,6 +633,10 @@ class FakeBinance:
         return ws
 
     # --- admin (for a server run by hand; not part of Binance's API) ----------------------------
+    async def _orders(self, request: web.Request) -> web.Response:
+        """Every order the fake's account ever placed, oldest first (tests: nothing sent twice)."""
+        return web.json_response([query_json(o) for o in self.exchange.orders.values()])
+
     async def _admin(self, request: web.Request) -> web.Response:
         action = request.match_info.get("action", "status")
         q = request.query

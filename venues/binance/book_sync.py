@@ -12,10 +12,11 @@ Spot diff depth has no ``pu`` field (that is futures), so continuity is checked 
 The book is shown to the engine (``on_book``) only after a whole message is applied, and only
 while it is valid: in sync, not crossed and not stale.
 
-``on_apply(symbol, "snapshot" | "diff", message)``, when set, sees every snapshot and diff that
-passed the sequence checks, just before it is applied and in the order applied (paper trading
-runs its simulated venue on exactly what the book gets). Each side of a message is applied with
-one compiled call (``Book.apply_levels`` on the decoder's int64 arrays).
+``on_levels(book, bids, asks, snapshot)``, when set, sees the (price, size) rows of every snapshot
+and diff right after they were applied and before the book is shown: paper trading runs its
+simulated venue's queues on exactly what the book got, on the same fast path live trading uses.
+Each side of a message is applied with one compiled call (``Book.apply_levels`` on the decoder's
+int64 arrays).
 
 ``on_frame`` is the live feed's fast path for the common case, a synced book receiving the next
 message: the frame's bytes go to one compiled call (``depth_apply.apply_depth``) that checks the
@@ -33,6 +34,7 @@ import numpy as np
 from engine.book import Book
 from engine.events import Incident
 from engine.logs import get_logger
+from engine.venue.feed import OnLevels
 from venues.binance.decode import DepthDiff, Snapshot
 from venues.binance.depth_apply import (
     APPLIED,
@@ -96,8 +98,9 @@ class BookSync:
         self.dropped = 0
         self.crossed = 0
         self.stale_events = 0
-        #: called just before a snapshot or diff is applied (after the sequence checks)
-        self.on_apply: Callable[[str, str, object], None] | None = None
+        #: called with the levels of each snapshot or diff once applied (``engine.venue.OnLevels``)
+        self.on_levels: OnLevels | None = None
+        self.fast_applied = 0  # messages the fast path applied (``on_frame``)
         self.scale = SCALE
         self._scratch = scratch_for(_SCRATCH_BYTES)
         self._scratch_bytes = _SCRATCH_BYTES
@@ -114,7 +117,7 @@ class BookSync:
         """``frame[lo:hi]`` is a depthUpdate payload. Apply it if the book is synced and it is the
         next message, in one compiled call; False (nothing done, nothing counted) otherwise: the
         caller decodes the frame and hands it to ``on_diff``."""
-        if self.state is not SYNCED or self._bridging or self.on_apply is not None:
+        if self.state is not SYNCED or self._bridging:
             return False
         if hi - lo > self._scratch_bytes:
             self._scratch = scratch_for(hi - lo)
@@ -136,13 +139,18 @@ class BookSync:
             if status != FULL_STOP:
                 return False
             self._finish_full()
-        ev, _first, last, _nb, _na, _side, _row, bb, bbs, ba, bas = res.tolist()
+        ev, _first, last, nb_, na, _side, _row, bb, bbs, ba, bas = res.tolist()
         self._warm_src = (frame, lo, hi)
         self.last_recv_ns = ts_recv
         book.best_bid_fixed = bb
         book.best_bid_size_fixed = bbs
         book.best_ask_fixed = ba
         book.best_ask_size_fixed = bas
+        self.fast_applied += 1
+        on_levels = self.on_levels
+        if on_levels is not None:
+            scratch = self._scratch
+            on_levels(book, scratch[:nb_], scratch[nb_ : nb_ + na], False)
         self._applied(last, ev * MS, ts_recv)
         return True
 
@@ -153,7 +161,7 @@ class BookSync:
         absolute quantities, so applying it again to the copy changes nothing there either; the
         copy is taken again every ``refresh_every`` calls, and whenever the book's overflow grew."""
         src = self._warm_src
-        if src is None or self.state is not SYNCED or self.on_apply is not None:
+        if src is None or self.state is not SYNCED:
             return False
         bs = self.book.books
         arrays = self._warm_arrays
@@ -224,12 +232,13 @@ class BookSync:
             )
             self._ask_snapshot()
             return
-        if self.on_apply is not None:
-            self.on_apply(self.symbol, "snapshot", snap)
         book.clear()
-        book.apply_levels(1, _as_levels(snap.bids))
-        book.apply_levels(-1, _as_levels(snap.asks))
+        bids, asks = _as_levels(snap.bids), _as_levels(snap.asks)
+        book.apply_levels(1, bids)
+        book.apply_levels(-1, asks)
         book.refresh_top()
+        if self.on_levels is not None:
+            self.on_levels(book, bids, asks, True)
         book.update_id = lid
         book.ts_event = 0
         book.ts_recv = snap.ts_recv
@@ -296,13 +305,13 @@ class BookSync:
     # --- internals ---------------------------------------------------------------------------
     def _apply(self, d: DepthDiff) -> None:
         book = self.book
-        if self.on_apply is not None:
-            self.on_apply(self.symbol, "diff", d)
         if len(d.bids):
             book.apply_levels(1, d.bids)
         if len(d.asks):
             book.apply_levels(-1, d.asks)
         book.refresh_top()
+        if self.on_levels is not None:
+            self.on_levels(book, _as_levels(d.bids), _as_levels(d.asks), False)
         self._applied(d.last_id, d.ts_event, d.ts_recv)
 
     def _applied(self, last_id: int, ts_event: int, ts_recv: int) -> None:

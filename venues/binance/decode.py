@@ -149,6 +149,21 @@ class OrderMsg(Struct, kw_only=True):
     fills: list[OrderFillMsg] = field(default_factory=list)
 
 
+class MyTradeMsg(Struct):
+    """One of our trades (``GET /api/v3/myTrades``); Binance does not name the client order id."""
+
+    symbol: str
+    id: int
+    order_id: int = field(name="orderId")
+    price: str
+    qty: str
+    commission: str = "0"
+    commission_asset: str = field(name="commissionAsset", default="")
+    time: int = 0
+    is_buyer: bool = field(name="isBuyer", default=False)
+    is_maker: bool = field(name="isMaker", default=False)
+
+
 class BalanceMsg(Struct):
     asset: str
     free: str
@@ -336,6 +351,7 @@ _exchange_info = msgspec.json.Decoder(ExchangeInfoMsg)
 _order = msgspec.json.Decoder(OrderMsg)
 _orders = msgspec.json.Decoder(list[OrderMsg])
 _account = msgspec.json.Decoder(AccountMsg)
+_my_trades = msgspec.json.Decoder(list[MyTradeMsg])
 _ws_api = msgspec.json.Decoder(WsApiMessage)
 _event_tag = msgspec.json.Decoder(_EventTag)
 _user_events: dict[str, msgspec.json.Decoder] = {
@@ -389,6 +405,10 @@ def decode_order(body: bytes) -> OrderMsg:
 
 def decode_orders(body: bytes) -> list[OrderMsg]:
     return _orders.decode(body)
+
+
+def decode_my_trades(body: bytes) -> list[MyTradeMsg]:
+    return _my_trades.decode(body)
 
 
 def decode_account(body: bytes) -> AccountMsg:

@@ -22,6 +22,7 @@ from engine.book import Book
 from engine.events import Incident, Trade
 from engine.logs import get_logger
 from engine.model import Instrument
+from engine.venue.feed import BookStatus, FeedStatus
 from venues.binance.book_sync import BookSync
 from venues.binance.config import BinanceConfig
 from venues.binance.decode import BookTop, ControlReply, DepthDiff, MarketFrameDecoder, ServerShutdown
@@ -43,7 +44,8 @@ def _ignore(_: object) -> None:
 
 
 class BinanceMarketData:
-    """Market data for ``config.symbols``. ``instruments`` maps canonical symbol -> Instrument.
+    """The ``MarketDataFeed`` of Binance spot: market data for ``config.symbols``. ``instruments``
+    maps canonical symbol -> Instrument.
 
     ``attempt_window`` shares one connection-attempt budget between all of an adapter's sockets.
 
@@ -63,6 +65,7 @@ class BinanceMarketData:
         books: dict[str, Book] | None = None,
         attempt_window: AttemptWindow | None = None,
     ) -> None:
+        self.venue = VENUE
         self.config = config
         self.rest = rest
         self.log = get_logger("market_data")
@@ -159,6 +162,26 @@ class BinanceMarketData:
     @property
     def connected(self) -> bool:
         return self.ws.connected.is_set()
+
+    def status(self) -> FeedStatus:
+        return FeedStatus(
+            VENUE,
+            self.connected,
+            self.ws.connects,
+            tuple(
+                BookStatus(
+                    sym,
+                    sync.state,
+                    self.books[sym].valid,
+                    sync.stale,
+                    self.books[sym].update_id,
+                    sync.last_recv_ns,
+                    sync.gaps,
+                    sync.resyncs,
+                )
+                for sym, sync in self.syncs.items()
+            ),
+        )
 
     def warm(self) -> None:
         """``BookSync.warm`` for every book: the path warmer's (``engine.warm``) part of the feed."""

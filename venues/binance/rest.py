@@ -66,6 +66,7 @@ W_ORDER_QUERY = 4
 W_OPEN_ORDERS_SYMBOL = 6
 W_OPEN_ORDERS_ALL = 80
 W_ACCOUNT = 20
+W_MY_TRADES = 20
 
 
 def depth_weight(limit: int) -> int:
@@ -541,6 +542,13 @@ class BinanceRest:
         params = {"symbol": wire_symbol} if wire_symbol else {}
         weight = W_OPEN_ORDERS_SYMBOL if wire_symbol else W_OPEN_ORDERS_ALL
         return dec.decode_orders(await self.request("GET", "/api/v3/openOrders", params, signed=True, weight=weight))
+
+    async def my_trades(self, wire_symbol: str, start_ms: int = 0) -> list[dec.MyTradeMsg]:
+        params: dict[str, Any] = {"symbol": wire_symbol}
+        if start_ms:
+            params["startTime"] = start_ms
+        body = await self.request("GET", "/api/v3/myTrades", params, signed=True, weight=W_MY_TRADES)
+        return dec.decode_my_trades(body)
 
     async def account(self) -> dec.AccountMsg:
         body = await self.request("GET", "/api/v3/account", {"omitZeroBalances": "true"}, signed=True, weight=W_ACCOUNT)

@@ -1,6 +1,6 @@
 """Two versions of the hot path against each other, in alternating runs.
 
-    python -m venues.binance.bench_ab BASE [OTHER] [--pairs 4] [--bench breakdown|hot] [-- ARGS...]
+    python -m bench.ab BASE [OTHER] [--pairs 4] [--bench breakdown|hot] [-- ARGS...]
 
 This 2-vCPU virtual machine runs the same code up to twice as fast at one moment as at another, and
 a single run of a hot-path benchmark moves by several microseconds from one run to the next: a
@@ -9,8 +9,8 @@ revisions, or ``.`` for the working tree as it is (uncommitted changes included;
 ``OTHER``). Each revision is checked out in a temporary worktree and run with this interpreter; the
 first run of each (numba compiles its cache there) is not counted, and each pair alternates which
 version goes first. ``--bench breakdown`` (default) is the in-process replay
-(``bench_breakdown``), ``--bench hot`` the full benchmark against the fake in its own process
-(``bench_hot_path --entry ws --mode place``); ARGS go to the benchmark.
+(``bench.breakdown``), ``--bench hot`` the full benchmark against the fake in its own process
+(``bench.hot_path --entry ws --mode place``); ARGS go to the benchmark.
 
 Prints every run's P50 and P99, the median P50 of each version, and the median of the paired
 differences (OTHER - BASE).
@@ -28,16 +28,21 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from venues.binance import bench_hot_path as hot
+from bench import REPO
+from bench import hot_path as hot
 
-REPO = Path(__file__).resolve().parents[2]
+# benchmark: (module, its arguments, the result line compared)
 _BENCHES = {
-    "breakdown": (["-m", "venues.binance.bench_breakdown"], "frame -> order bytes written"),
-    "hot": (
-        ["-m", "venues.binance.bench_hot_path", "--entry", "ws", "--mode", "place"],
-        "frame handed over -> order bytes written",
-    ),
+    "breakdown": ("breakdown", [], "frame -> order bytes written"),
+    "hot": ("hot_path", ["--entry", "ws", "--mode", "place"], "frame handed over -> order bytes written"),
 }
+
+
+def module(tree: Path, name: str) -> str:
+    """``bench.<name>``, or where revisions before ``bench/`` kept it (``venues/binance/bench_<name>.py``)."""
+    if (tree / "bench" / f"{name}.py").is_file() or not (tree / "venues" / "binance" / f"bench_{name}.py").is_file():
+        return f"bench.{name}"
+    return f"venues.binance.bench_{name}"
 
 
 class BenchError(RuntimeError):
@@ -76,9 +81,9 @@ def checkout(rev: str) -> Iterator[Path]:
 
 
 def run_once(tree: Path, bench: str, args: list[str], line: str | None = None) -> tuple[float, float]:
-    cmd, marker = _BENCHES[bench]
+    name, fixed, marker = _BENCHES[bench]
     marker = line or marker
-    full = [sys.executable, *cmd, *args]
+    full = [sys.executable, "-m", module(tree, name), *fixed, *args]
     if "--data" not in args:
         full += ["--data", str(hot.DEFAULT_DATA)]
     res = subprocess.run(full, cwd=tree, capture_output=True, text=True)  # cwd first on sys.path

@@ -1,6 +1,6 @@
 """Order entry round trip, REST vs WebSocket API, against the loopback fake Binance.
 
-    python -m venues.binance.bench_order_entry [--orders 300] [--data PATH]
+    python -m bench.order_entry [--orders 300] [--data PATH]
 
 Each round places a LIMIT_MAKER buy far below the market (it rests, nothing fills) and cancels
 it, over REST through aiohttp (``POST``/``DELETE /api/v3/order`` on the keep-alive session), over
@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import REPO
 from engine.logs import setup_logging
 from venues.binance.config import Credentials, parse_config
 from venues.binance.decode import decode_order
@@ -28,14 +29,7 @@ from venues.binance.time_sync import ServerClock
 from venues.binance.ws_api import BinanceWsApi
 from venues.common.loop import run
 
-DEFAULT_DATA = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "data"
-    / "real"
-    / "binance_spot_hftbacktest"
-    / "btcusdt_20240808.gz"
-)
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "real" / "binance_spot_hftbacktest" / "btcusdt_20240808.gz"
 
 
 def pct(values: list[float], p: float) -> float:

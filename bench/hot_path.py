@@ -1,6 +1,6 @@
 """Tick-to-order latency of the live hot path, measured inside the process against the fake Binance.
 
-    python -m venues.binance.bench_hot_path [--ticks 10000] [--entry ws,rest] [--mode place,replace]
+    python -m bench.hot_path [--ticks 10000] [--entry ws,rest] [--mode place,replace]
         [--record] [--logs] [--every N]
 
 The fake (``sim.fake_binance``) runs in a child process (its own core and event loop) and replays
@@ -45,17 +45,16 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from engine.bench import interpreter
+from bench import REPO, interpreter
 from engine.book import Book
-from engine.clock import LiveClock
 from engine.engine import Engine
 from engine.gcpolicy import trading_gc
 from engine.logs import setup_logging
 from engine.model import Side, TimeInForce
 from engine.orders import Order
-from engine.portfolio import Portfolio
-from engine.recorder import Recorder
-from engine.risk import RiskEngine, RiskLimits
+from engine.risk import RiskLimits
+from engine.runners.node import build_node
+from engine.runners.spec import code_spec
 from engine.strategy import Strategy
 from engine.warm import PathWarmer
 from venues.binance.adapter import BinanceAdapter
@@ -63,7 +62,7 @@ from venues.binance.config import Credentials, parse_config
 from venues.common.loop import run, uvloop_available
 from venues.common.tap import TransportTap
 
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "binance_spot_hftbacktest"
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "real" / "binance_spot_hftbacktest"
 SYMBOL = "BTC-USDT"
 
 
@@ -339,12 +338,9 @@ def build_engine(
     run_dir: Path | None = None,
     every: int = 1,
 ) -> tuple[Engine, Book]:
-    """The measured engine: live clock, every risk limit on, one ``TickQuoter``; the event log
-    goes to ``run_dir`` (written as paper trading writes it), or nowhere."""
-    from engine.runners.paper import AsyncScheduler
-
-    clock = LiveClock()
-    portfolio = Portfolio({"binance": {"USDT": 1e9, "BTC": 1e3}})
+    """The measured engine, built as a live node (``build_node``): live clock, every risk limit
+    on, one ``TickQuoter``; the event log goes to ``run_dir`` (written as paper and live trading
+    write it), or nowhere. The caller connects the venue (the bench taps its sockets first)."""
     limits = RiskLimits(
         max_order_size_usd=10_000,
         max_position_usd=1e6,
@@ -353,21 +349,18 @@ def build_engine(
         max_orders_per_second=1e6,  # the bench sends thousands a second; the check still runs
         price_band_pct=5.0,
     )
-    risk = RiskEngine(limits, portfolio, {})
-    engine = Engine(
-        clock,
-        AsyncScheduler(loop, clock),
-        {("binance", SYMBOL): inst},
-        portfolio,
-        risk,
-        Recorder(run_dir, background=True),
-        log_orders=log_orders,
-    )
-    book = Book(inst)
-    engine.add_book(book)
+    spec = code_spec("hot_path", limits, {"binance": {"USDT": 1e9, "BTC": 1e3}})
     params = {"offset_bps": 100, "qty": 0.001, "mode": mode, "every": every}
-    engine.add_strategy(TickQuoter("hot_path", "binance", [SYMBOL], params))
-    return engine, book
+    node = build_node(
+        spec,
+        "live",
+        run_dir,
+        instruments={("binance", SYMBOL): inst},
+        strategies=[TickQuoter("hot_path", "binance", [SYMBOL], params)],
+        log_orders=log_orders,
+        loop=loop,
+    )
+    return node.engine, node.book_of[("binance", SYMBOL)]
 
 
 async def stop_measured(engine: Engine, adapter: BinanceAdapter, log_dir: Any) -> None:
@@ -407,7 +400,7 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
         # from here to the first await nothing can arrive: the feed's task has not run yet
         feed, execution, ws_api = adapter.feed, adapter.execution, adapter.ws_api
         assert feed is not None and execution is not None and ws_api is not None
-        engine.add_venue(execution)
+        engine.add_venue(execution, adapter.profile)
         engine.start()
         feed.ws.on_message = probe.wrap(feed.ws.on_message, lambda: feed.ws.ws)
         if run_.entry == "ws":

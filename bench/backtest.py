@@ -1,4 +1,6 @@
-"""``hft bench``: throughput, per-wake latency and peak memory of the backtest hot path.
+"""Throughput, per-wake latency and peak memory of the backtest hot path (``hft bench``).
+
+    python -m bench.backtest [--mode all|book|full] [--repeat 3] [--loops K] [--config C] [--data ROOT]
 
 (a) replay + book: Parquet read, k-way merge and every level change applied to the books.
 (b) the full path: the market maker quoting through risk, OMS, simulated venue and recorder.
@@ -20,35 +22,23 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.config import REPO_ROOT
+from bench import REPO, interpreter
 
-DEFAULT_CONFIG = REPO_ROOT / "config" / "backtests" / "market_maker_sample.json"
+DEFAULT_CONFIG = REPO / "config" / "backtests" / "market_maker_sample.json"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmark the replay hot path (rows/s, latency percentiles, peak RSS)")
+def parser(prog: str = "python -m bench.backtest") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, description="benchmark the replay hot path (rows/s, latency percentiles, peak RSS)"
+    )
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="backtest config whose data and strategy to use")
     p.add_argument("--data", help="market data root (overrides the config)")
     p.add_argument("--loops", type=int, default=1, help="replay the data this many times back to back")
     p.add_argument("--repeat", type=int, default=3, help="timed repetitions per mode (best is reported)")
     p.add_argument("--mode", choices=["all", "book", "full"], default="all")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_bench)
-
-
-def interpreter() -> str:
-    """The interpreter running this, and whether it loads libpython as a shared library: such
-    builds run pure-Python code measurably slower (``scripts/pick_python.sh``), so every
-    benchmark says which one it ran on."""
-    import sysconfig
-
-    shared = "unknown"
-    maps = Path("/proc/self/maps")
-    if maps.exists():
-        shared = "yes" if "libpython" in maps.read_text() else "no"
-    elif sysconfig.get_config_var("Py_ENABLE_SHARED") == 0:
-        shared = "no"
-    return f"{sys._base_executable} {sys.version.split()[0]} (libpython shared: {shared})"
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one mode, in this process
+    return p
 
 
 def _peak_rss_mb() -> float:
@@ -97,13 +87,10 @@ class _LoopedSource(_Looped):
 
 
 def _mode_book(spec, loops: int, repeat: int) -> dict:
-    from engine.book import Book, BookSet
-    from engine.clock import SimClock
+    """The backtest node with no strategy: what is left is the replay and the books."""
     from engine.marketdata.instruments import load_instruments
     from engine.marketdata.reader import open_dataset
-    from engine.timeline import Timeline
-    from sim.replay import ReplayDriver
-    from sim.venue import RestingOrders
+    from engine.runners.backtest import open_backtest
 
     registry = load_instruments(spec.instruments_path)
 
@@ -112,20 +99,18 @@ def _mode_book(spec, loops: int, repeat: int) -> dict:
             spec.data_root, venue=spec.venue, symbols=spec.symbols, start_ns=spec.start_ns, end_ns=spec.end_ns
         )
 
+    def node(source):
+        return open_backtest(spec, None, source=source, instruments_registry=registry, strategies=[])
+
     t0 = time.perf_counter()
     src = factory()
-    streams = list(src.streams)
-    books = BookSet(len(streams))
-    bos = [Book(registry[k], books, i) for i, k in enumerate(streams)]
-    warm = ReplayDriver(None, books, bos, Timeline(), SimClock(), RestingOrders())
+    warm = node(src).replay
     first = next(iter(src))
     warm.run([first])
     jit_s = time.perf_counter() - t0
     best = None
     for _ in range(repeat):
-        books = BookSet(len(streams))
-        bos = [Book(registry[k], books, i) for i, k in enumerate(streams)]
-        drv = ReplayDriver(None, books, bos, Timeline(), SimClock(), RestingOrders())
+        drv = node(_LoopedSource(factory, loops)).replay
         t = time.perf_counter()
         stats = drv.run(_Looped(factory, loops))
         dt = time.perf_counter() - t
@@ -193,29 +178,20 @@ def _child(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    if os.environ.get("HFT_BENCH_CHILD"):
+def main(argv: list[str] | None = None, prog: str = "python -m bench.backtest") -> int:
+    args = parser(prog).parse_args(argv)
+    if args.child:
         return _child(args)
     modes = ["book", "full"] if args.mode == "all" else [args.mode]
     results = []
+    # each mode in a fresh process; bench/ is not installed, so the child finds it through PYTHONPATH
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
     for mode in modes:
-        cmd = [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "bench",
-            "--config",
-            args.config,
-            "--loops",
-            str(args.loops),
-            "--repeat",
-            str(args.repeat),
-            "--mode",
-            mode,
-        ]
+        cmd = [sys.executable, "-m", "bench.backtest", "--child", "--config", args.config]
+        cmd += ["--loops", str(args.loops), "--repeat", str(args.repeat), "--mode", mode]
         if args.data:
             cmd += ["--data", args.data]
-        env = {**os.environ, "HFT_BENCH_CHILD": "1"}
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)
@@ -224,7 +200,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"hft bench  config={args.config}  loops={args.loops}  repeat={args.repeat} (best run shown)")
+    print(f"{prog}  config={args.config}  loops={args.loops}  repeat={args.repeat} (best run shown)")
     print(f"python     {interpreter()}")
     for r in results:
         print(f"\n[{r['mode']}]")
@@ -239,3 +215,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print("  per-wake engine time (book/trade/fill handling incl. strategy, risk, OMS, venue, recorder):")
             print("    " + "  ".join(f"{k}={v:.1f}µs" for k, v in lat.items()))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

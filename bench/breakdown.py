@@ -1,14 +1,14 @@
 """Where a tick's time goes: the live hot path replayed in-process, one depth frame per loop turn.
 
-    python -m venues.binance.bench_breakdown [--ticks 6000] [--entry ws|rest] [--mode place|replace]
-                                              [--back-to-back] [--spans] [--count] [--record]
+    python -m bench.breakdown [--ticks 6000] [--entry ws|rest] [--mode place|replace]
+                               [--back-to-back] [--spans] [--count] [--record]
 
-``bench_hot_path`` measures the path as it runs (the fake in its own process, frames as they come
+``bench.hot_path`` measures the path as it runs (the fake in its own process, frames as they come
 off the socket). This tool trades that realism for a steadier, finer view: the fake runs on this
 process's loop with its replay stopped, and the real capture's depth frames, continuing the
 book's update-id chain, are handed one by one to the feed's frame handler (what the WebSocket
 frame reader calls), each followed by two loop turns in which the fake answers the order and this
-process handles the answer. The same stack and strategy as ``bench_hot_path`` (``build_engine``).
+process handles the answer. The same stack and strategy as ``bench.hot_path`` (``build_engine``).
 
 - default: frame -> order bytes written, P50 / P90 / P99 over the ticks;
 - ``--back-to-back``: frames without the loop turns between them (49 of every 50), so each tick
@@ -47,10 +47,10 @@ from typing import Any
 
 import msgspec
 
+from bench import hot_path as hot
 from engine.gcpolicy import trading_gc
 from engine.logs import setup_logging
 from engine.warm import PathWarmer
-from venues.binance import bench_hot_path as hot
 from venues.binance.adapter import BinanceAdapter
 from venues.binance.config import Credentials
 from venues.common.loop import run
@@ -194,7 +194,7 @@ async def _replay(args: argparse.Namespace, frames: list[bytes]) -> dict[str, An
             await adapter.start(engine.on_book, engine.on_trade, sink=engine, books={hot.SYMBOL: book})
             feed, execution, ws_api = adapter.feed, adapter.execution, adapter.ws_api
             assert feed is not None and execution is not None and ws_api is not None
-            engine.add_venue(execution)
+            engine.add_venue(execution, adapter.profile)
             engine.start()
             try:
                 await _until(lambda: feed.connected and len(pool.conns) == pool.size, "connected")
@@ -220,7 +220,7 @@ async def _until(cond: Callable[[], bool], what: str, timeout_s: float = 30.0) -
     end = time.monotonic() + timeout_s
     while not cond():
         if time.monotonic() > end:
-            raise TimeoutError(f"bench_breakdown: not {what} after {timeout_s:.0f}s")
+            raise TimeoutError(f"bench.breakdown: not {what} after {timeout_s:.0f}s")
         await asyncio.sleep(0.01)
 
 

@@ -1,8 +1,8 @@
-"""The boundary between the engine and any execution venue (simulated, paper or live).
+"""Order entry: what the order manager needs from a venue, simulated or live.
 
 The engine calls these methods synchronously on the hot path; a venue answers later by calling
-the ``ExecSink`` it was given (``engine.on_exec_report``) with ``engine.events.ExecReport``s.
-A live adapter writes the bytes before returning (during a market-data callback it may hold them
+the ``ExecSink`` it was given (``Engine.on_exec_report``) with ``engine.events.ExecReport``s.
+A live client writes the bytes before returning (during a market-data callback it may hold them
 until the engine returns, so that a cancel and its replacement leave in one write); a simulated
 venue schedules the order's arrival.
 """
@@ -22,17 +22,20 @@ class ExecSink(Protocol):
     def on_incident(self, incident: Incident) -> None: ...
 
 
-class ExecutionVenue(Protocol):
+class ExecutionClient(Protocol):
     """What the order manager needs from a venue.
 
     The calls send and return: a venue reports through the engine's sink later (a simulated
-    venue's timeline, a live adapter's next loop turn), never from inside the call, and leaves
+    venue's timeline, a live client's next loop turn), never from inside the call, and leaves
     the ``Order`` as it was given. The order manager relies on this to build an order's event-log
     rows after the bytes have left, numbered as if recorded before.
+
+    A client may also offer ``dry_run() -> ExecutionClient``: the same request preparation
+    (filters, signing, framing) with nothing sent, for the path warmer (``engine.warm``).
     """
 
     name: str
-    #: False on venues without an amend: the OMS turns modify into cancel + new.
+    #: False on venues without an amend: the order manager turns modify into cancel + new.
     supports_modify: bool
 
     def submit_order(self, order: Order) -> None:
@@ -43,3 +46,7 @@ class ExecutionVenue(Protocol):
 
     def modify_order(self, order: Order, price: int, qty: int) -> None:
         """Amend price/quantity in place (only called when ``supports_modify``)."""
+
+
+#: the name the engine used before the contract had several parts
+ExecutionVenue = ExecutionClient

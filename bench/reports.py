@@ -1,6 +1,6 @@
 """Benchmark: post-mortem of a synthetic event log with 1,000,000 fills (target <= 5 s).
 
-``python -m reports.bench [--fills N] [--dir DIR [--reuse]] [--repeat R]`` builds the log
+``python -m bench.reports [--fills N] [--dir DIR [--reuse]] [--repeat R]`` builds the log
 (vectorised numpy + pyarrow, not timed), then times ``reports.postmortem.post_mortem`` end to end
 (DuckDB queries, plots, HTML/Markdown/JSON; modules already imported) R times and the latency
 report once, and prints the seconds.
@@ -296,7 +296,7 @@ def build_synthetic_log(run_dir: str | Path, n_fills: int = 1_000_000, seed: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m reports.bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.reports", description=__doc__.splitlines()[0])
     ap.add_argument("--fills", type=int, default=1_000_000, help="number of fills (default 1,000,000)")
     ap.add_argument("--dir", help="where to build the run (default: a temporary directory, removed after)")
     ap.add_argument("--reuse", action="store_true", help="with --dir: reuse a log built there before")
