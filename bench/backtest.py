@@ -89,6 +89,7 @@ class _LoopedSource(_Looped):
 def _mode_book(spec, loops: int, repeat: int) -> dict:
     """The backtest node with no strategy: what is left is the replay and the books."""
     from engine.marketdata.instruments import load_instruments
+    from engine.marketdata.prefetch import prefetch
     from engine.marketdata.reader import open_dataset
     from engine.runners.backtest import open_backtest
 
@@ -112,7 +113,7 @@ def _mode_book(spec, loops: int, repeat: int) -> dict:
     for _ in range(repeat):
         drv = node(_LoopedSource(factory, loops)).replay
         t = time.perf_counter()
-        stats = drv.run(_Looped(factory, loops))
+        stats = drv.run(prefetch(_Looped(factory, loops)))
         dt = time.perf_counter() - t
         if best is None or dt < best[0]:
             best = (dt, stats.rows)

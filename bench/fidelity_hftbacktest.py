@@ -115,7 +115,7 @@ def spec_tick(spec: RunSpec) -> int:
     return int(load_instruments(spec.instruments_path)[(st.venue, st.symbols[0])].tick)
 
 
-def worker_args(spec: RunSpec, act_on_trades: bool) -> list[str]:
+def worker_args(spec: RunSpec, act_on_trades: bool, order_size: float) -> list[str]:
     """hftbacktest settings taken from our config, so both engines get the same numbers."""
     from engine.marketdata.instruments import load_instruments
 
@@ -130,7 +130,7 @@ def worker_args(spec: RunSpec, act_on_trades: bool) -> list[str]:
         f"--response-ns={_constant_ns(spec, 'response')}",
         f"--tick={inst.price(inst.tick)!r}",
         f"--lot={inst.size(inst.lot)!r}",
-        f"--qty={float(params['order_size'])!r}",
+        f"--qty={order_size!r}",
         f"--maker-fee={float(maker)!r}",
         f"--taker-fee={float(taker)!r}",
     ]
@@ -269,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="quote-at-touch in our backtester and in hftbacktest, side by side")
     ap.add_argument(
         "--latencies",
-        default="0,100us,1ms,data",
+        default="0,100us,1ms,4ms,data",
         type=lambda s: [parse_latency(x) for x in s.split(",") if x.strip()],
-        help="feed latencies: ns, or with a unit (us, ms), or 'data' (default 0,100us,1ms,data)",
+        help="feed latencies: ns, or with a unit (us, ms), or 'data' (default 0,100us,1ms,4ms,data)",
     )
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     ap.add_argument(
@@ -291,6 +291,13 @@ def main(argv: list[str] | None = None) -> int:
         default="nopartial",
         help="hftbacktest exchange model (docs/fidelity.md says why nopartial)",
     )
+    ap.add_argument(
+        "--order-size",
+        type=float,
+        default=0.001,
+        help="order size in both engines (default 0.001 BTC, the issue's; the shipped config trades 0.002, "
+        "above Binance's 100 USDT minimum notional, which the comparison switches off)",
+    )
     ap.add_argument("--label", help="how the table names our engine (default: git describe of this checkout)")
     args = ap.parse_args(argv)
     if not args.hbt_python.exists():
@@ -300,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_run_spec(args.config)
     st = spec.strategies[0]
     rows = fe.load_rows(spec.data_root, st.venue, st.symbols[0], spec.start_ns, spec.end_ns)
-    wargs = worker_args(spec, args.act_on_trades)
-    overrides: dict[str, Any] = {"trace": True, "act_on_trades": args.act_on_trades}
+    wargs = worker_args(spec, args.act_on_trades, args.order_size)
+    overrides: dict[str, Any] = {"trace": True, "act_on_trades": args.act_on_trades, "order_size": args.order_size}
     print(f"data: {spec.data_root} {st.venue}:{st.symbols[0]}, {len(rows):,} rows; worker args: {' '.join(wargs)}")
     tick_fixed = spec_tick(spec)
 

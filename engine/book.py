@@ -211,7 +211,7 @@ def _slot(meta, b, price) -> int:
     return j
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def _rescan(lad, meta, b, s) -> None:
     if s == 0:
         j = meta[b, M_BEST_BID]
@@ -305,7 +305,7 @@ def clear_book(lad, cnt, dead, meta, b) -> None:
     meta[b, M_HAS_BASE] = 0
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def set_level(lad, keys, sizes, cnt, dead, meta, b, s, price, size) -> int:
     """Set the absolute size of one level of book ``b`` side ``s`` (0 removes it).
 
@@ -421,7 +421,7 @@ def _best_tick_any(lad, keys, sizes, cnt, meta, b) -> int:
     return meta[b, M_BASE] + (WINDOW >> 1)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def best_price(lad, keys, sizes, cnt, meta, b, s) -> int:
     """Best price of one side (0 when empty): the better of the ladder's and the overflow's."""
     t = meta[b, M_TICK]

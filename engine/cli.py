@@ -13,7 +13,7 @@ from engine.errors import HftError
 # A command's handler is stored as ``func`` on its parser and returns an exit code.
 COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("engine.runners.backtest_cli", "register"),
-    ("engine.marketdata.cli", "register"),
+    ("engine.runners.data_cli", "register"),
     ("reports.cli", "register"),
     ("sim.cli", "register"),
     ("engine.runners.live_cli", "register"),

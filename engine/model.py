@@ -189,8 +189,3 @@ def canonical_symbol(
         if s.endswith(q) and len(s) > len(q):
             return f"{s[: -len(q)]}-{q}"
     return s
-
-
-def venue_symbol_of(symbol: str) -> str:
-    """``BTC-USDT`` -> ``BTCUSDT`` (Binance spelling)."""
-    return symbol.replace("-", "").upper()

@@ -26,7 +26,7 @@ import numba as nb
 import numpy as np
 
 from engine.book import FULL, best_price, clear_book, level_size, set_level
-from sim.matching import F_COLS, R_COLS, cross_resting, on_level, on_trade
+from sim.matching import F_COLS, R_COLS, cross_resting, on_level, on_trade, rests_at
 
 # st[stream, ...]: the local books' replay state
 ST_LAST_BID = 0
@@ -188,7 +188,7 @@ def run_rows(
             q = vsize[iv]
             if px > 0 and q >= 0:  # bad rows are the local side's to report
                 sd = 0 if vside[iv] > 0 else 1
-                if n_rest > 0:
+                if n_rest > 0 and rests_at(rests, n_rest, vs, sd, px):
                     old = level_size(vlad, vkeys, vsizes, vcnt, vmeta, vs, sd, px)
                     on_level(rests, n_rest, vs, sd, px, old, q, qmodel, power)
                 if set_level(vlad, vkeys, vsizes, vcnt, vdead, vmeta, vs, sd, px, q) == FULL:
@@ -248,7 +248,7 @@ def run_rows(
             mask |= M_BAD
         else:
             sd = 0 if side[i] > 0 else 1
-            if shared and n_rest > 0:
+            if shared and n_rest > 0 and rests_at(rests, n_rest, s, sd, px):
                 old = level_size(lad, keys, sizes, cnt, meta, s, sd, px)
                 on_level(rests, n_rest, s, sd, px, old, q, qmodel, power)
             if set_level(lad, keys, sizes, cnt, dead, meta, s, sd, px, q) == FULL:

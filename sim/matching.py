@@ -104,6 +104,21 @@ def on_level(
             rests[r, R_LEVEL] = new
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def rests_at(rests: np.ndarray, n_rest: int, s: int, sd: int, px: int) -> bool:
+    """Whether a resting order sits at level ``px`` of side ``sd`` of stream ``s`` (the replay asks
+    before it looks the level's old size up: most rows change levels where nothing of ours rests)."""
+    for r in range(n_rest):
+        if (
+            rests[r, R_ACTIVE] != 0
+            and rests[r, R_PRICE] == px
+            and rests[r, R_STREAM] == s
+            and (rests[r, R_SIDE] > 0) == (sd == 0)
+        ):
+            return True
+    return False
+
+
 @nb.njit(cache=True, nogil=True)
 def on_levels(
     rests: np.ndarray,

@@ -55,24 +55,27 @@ class Rows:
         self.rows: list[tuple] = []
         self.seq = 0
 
-    def _add(self, ts, kind, side, price, size, end) -> None:
+    def _add(self, ts, kind, side, price, size, end, event=None) -> None:
         self.seq += 1
-        self.rows.append((ts, ts, kind, side, price, size, self.seq, self.seq, end))
+        self.rows.append((ts if event is None else event, ts, kind, side, price, size, self.seq, self.seq, end))
 
-    def snapshot(self, ts: int, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> Rows:
+    def snapshot(
+        self, ts: int, bids: list[tuple[int, int]], asks: list[tuple[int, int]], event: int | None = None
+    ) -> Rows:
+        """``ts`` is when we received it (``ts_recv``); ``event`` the venue's time (default: ``ts``)."""
         levels = [(1, p, q) for p, q in bids] + [(-1, p, q) for p, q in asks]
         for i, (sd, p, q) in enumerate(levels):
-            self._add(ts, 0, sd, p, q, i == len(levels) - 1)
+            self._add(ts, 0, sd, p, q, i == len(levels) - 1, event)
         return self
 
-    def delta(self, ts: int, changes: list[tuple[int, int, int]]) -> Rows:
+    def delta(self, ts: int, changes: list[tuple[int, int, int]], event: int | None = None) -> Rows:
         """changes: (side +1/-1, price, absolute size)."""
         for i, (sd, p, q) in enumerate(changes):
-            self._add(ts, 1, sd, p, q, i == len(changes) - 1)
+            self._add(ts, 1, sd, p, q, i == len(changes) - 1, event)
         return self
 
-    def trade(self, ts: int, aggressor: int, price: int, size: int) -> Rows:
-        self._add(ts, 2, aggressor, price, size, True)
+    def trade(self, ts: int, aggressor: int, price: int, size: int, event: int | None = None) -> Rows:
+        self._add(ts, 2, aggressor, price, size, True, event)
         return self
 
     def batch(self) -> CB:
@@ -116,11 +119,15 @@ def make_spec(
     strategy_id: str = "s1",
     mark_ms: int = 0,
     venue: str = VENUE,
+    latency: dict | None = None,
 ) -> RunSpec:
+    """``latency_ms``: constant (feed, order, response) in ms; ``latency`` replaces the whole
+    ``sim.latency`` section."""
     feed, order, resp = latency_ms
     sim = {
         "queue_model": queue_model,
-        "latency": {
+        "latency": latency
+        or {
             "feed": {"type": "constant", "ms": feed},
             "order": {"type": "constant", "ms": order},
             "response": {"type": "constant", "ms": resp},

@@ -18,11 +18,11 @@ import pytest
 
 from engine.book import Book
 from engine.errors import DataError
-from engine.marketdata.importers.binance_capture import detect_capture, import_binance_capture
 from engine.marketdata.importers.result import ImportResult
 from engine.marketdata.instruments import get_instrument
 from engine.marketdata.reader import open_dataset
 from engine.model import KIND_BBO, KIND_DELTA, KIND_SNAPSHOT, KIND_TRADE
+from venues.binance.capture_import import detect_capture, import_binance_capture
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 USDM_BTC = REAL / "binance_usdm_hftbacktest" / "btcusdt_20240808.gz"

@@ -57,7 +57,15 @@ def test_tardis_sample_instruments_are_listed() -> None:
 
 def test_env_var_selects_another_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "inst.json"
-    entry = {"venue": "kraken", "symbol": "XBT-USD", "price_scale": 1, "size_scale": 8, "tick": "0.1", "lot": 1e-8}
+    entry = {
+        "venue": "kraken",
+        "symbol": "XBT-USD",
+        "venue_symbol": "XBTUSD",
+        "price_scale": 1,
+        "size_scale": 8,
+        "tick": "0.1",
+        "lot": 1e-8,
+    }
     path.write_text(json.dumps({"instruments": [entry]}))
     monkeypatch.setenv(ENV_VAR, str(path))
     reg = load_instruments()
@@ -75,12 +83,25 @@ def test_get_instrument_names_what_is_missing() -> None:
 
 
 def _write(tmp_path: Path, entries: list[dict]) -> Path:
+    """``entries`` as an instruments file; an entry without ``venue_symbol`` gets its symbol
+    without the dash (the tests' own shorthand: the file format requires the field)."""
     path = tmp_path / "instruments.json"
-    path.write_text(json.dumps({"instruments": entries}))
+    full = [
+        e if "venue_symbol" in e or "symbol" not in e else {**e, "venue_symbol": e["symbol"].replace("-", "")}
+        for e in entries
+    ]
+    path.write_text(json.dumps({"instruments": full}))
     return path
 
 
-GOOD = {"venue": "v", "symbol": "A-B", "price_scale": 2, "size_scale": 3, "tick": "0.01", "lot": "0.001"}
+GOOD = {
+    "venue": "v",
+    "symbol": "A-B",
+    "price_scale": 2,
+    "size_scale": 3,
+    "tick": "0.01",
+    "lot": "0.001",
+}
 
 
 @pytest.mark.parametrize(
@@ -115,6 +136,10 @@ def test_missing_field_duplicate_and_file_errors(tmp_path: Path) -> None:
     del missing["lot"]
     with pytest.raises(ConfigError, match=r"instruments\[0\].lot: missing"):
         load_instruments(_write(tmp_path, [missing]))
+    path = tmp_path / "no_wire_name.json"
+    path.write_text(json.dumps({"instruments": [GOOD]}))
+    with pytest.raises(ConfigError, match=r"instruments\[0\].venue_symbol: missing"):
+        load_instruments(path)  # the venue's spelling is never guessed
     with pytest.raises(ConfigError, match=r"instruments\[1\]: duplicate instrument v A-B"):
         load_instruments(_write(tmp_path, [GOOD, GOOD]))
     with pytest.raises(ConfigError, match="venue_symbol: AB on v already used by instruments"):
@@ -133,7 +158,7 @@ def test_missing_field_duplicate_and_file_errors(tmp_path: Path) -> None:
 def test_decimal_numbers_are_read_exactly(tmp_path: Path) -> None:
     path = tmp_path / "i.json"
     path.write_text(
-        '{"instruments": [{"venue": "v", "symbol": "A-B", "price_scale": 8, "size_scale": 8,'
+        '{"instruments": [{"venue": "v", "symbol": "A-B", "venue_symbol": "AB", "price_scale": 8, "size_scale": 8,'
         ' "tick": 0.1, "lot": 0.00000003, "min_qty": 0.00000003}]}'
     )
     inst = load_instruments(path)[("v", "A-B")]

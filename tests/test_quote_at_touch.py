@@ -176,7 +176,9 @@ def test_shipped_configs_load():
     assert spec.sim.str("queue_model") == "risk_averse"
     strategy = spec.strategies[0].build()
     assert isinstance(strategy, QuoteAtTouch)
-    assert (strategy.size, strategy.post_only, strategy.book_updates) == (0.001, True, "every")
+    # 0.002 BTC: above Binance's 100 USDT minimum notional at the sample's ~61,700 USDT (the
+    # fidelity bench trades 0.001 with the filter off, as hftbacktest has none)
+    assert (strategy.size, strategy.post_only, strategy.book_updates) == (0.002, True, "every")
     with pytest.raises(ConfigError):
         StrategySpec("q", QuoteAtTouch, VENUE, [SYMBOL], {"order_size": -1}, "<test>").build()
 

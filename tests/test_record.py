@@ -17,13 +17,15 @@ import numpy as np
 import pytest
 from test_binance_support import API_KEY, API_SECRET, CAPTURE, loop_config
 
-from engine.marketdata.importers.binance_capture import import_binance_capture, open_lines
 from engine.marketdata.instruments import load_instruments
 from engine.marketdata.reader import open_dataset
 from engine.marketdata.schema import NUMERIC_COLUMNS
 from engine.runners.backtest import run_backtest
-from engine.runners.record import RawCapture, run_record
+from engine.runners.record import run_record
 from engine.runners.spec import load_run_spec
+from venues.binance.adapter import BinanceAdapter
+from venues.binance.capture import RawCapture
+from venues.binance.capture_import import import_binance_capture, open_lines
 
 server = pytest.importorskip("sim.fake_binance.server")
 FakeBinance = server.FakeBinance
@@ -62,7 +64,7 @@ async def test_recorded_session_raw_equals_parquet_and_replays_as_backtest(tmp_p
     async with FakeBinance(data=DATA, api_key=API_KEY, api_secret=API_SECRET, speed="max") as fb:
         cfg = loop_config(rest_url=fb.rest_url, ws_url=fb.ws_url, ws_api_url=fb.ws_api_url)
         # a short flush interval: several flushes (gzip members) per file
-        summary = await run_record(cfg, out, duration_s=3.0, flush_interval_s=0.2)
+        summary = await run_record(BinanceAdapter(cfg), out, duration_s=3.0, flush_interval_s=0.2)
     entry = summary["symbols"]["BTC-USDT"]
     raw = [Path(p) for p in entry["raw_files"]]
     assert raw and all(p.parent == out / "raw" and p.name.startswith("btcusdt_") for p in raw)
@@ -201,7 +203,7 @@ def test_command_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setenv("BINANCE_REST_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
     assert run(str(config), "--out", str(tmp_path / "a"), "--duration", "1") == 2
-    assert "error: cannot start recording from http://127.0.0.1:9: Failed to connect" in capsys.readouterr().err
+    assert "error: cannot start recording binance from http://127.0.0.1:9: Failed to connect" in capsys.readouterr().err
     assert run(str(config), "--out", str(tmp_path / "b"), "--duration", "0") == 2
     assert "--duration must be positive" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="symbols: btc-usdt not in BASE-QUOTE form"):

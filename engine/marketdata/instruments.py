@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
-from engine.model import Instrument, venue_symbol_of
+from engine.model import Instrument
 
 ENV_VAR = "HFT_INSTRUMENTS"
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "config" / "instruments.json"
@@ -32,7 +32,8 @@ Registry = dict[tuple[str, str], Instrument]
 
 # JSON keys that describe the entry but are not Instrument fields.
 _DOC_KEYS = frozenset({"note"})
-_REQUIRED = ("venue", "symbol", "price_scale", "size_scale", "tick", "lot")
+# the venue's own spelling is required: the core knows no venue's way of writing symbols
+_REQUIRED = ("venue", "symbol", "venue_symbol", "price_scale", "size_scale", "tick", "lot")
 
 
 def default_path() -> Path:
@@ -114,7 +115,7 @@ def _parse_entry(path: str, where: str, entry: Any) -> Instrument:
     symbol = _name(path, where, entry, "symbol")
     if symbol != symbol.upper() or symbol.count("-") != 1 or symbol.startswith("-") or symbol.endswith("-"):
         raise ConfigError(path, f"{where}.symbol: must be upper-case BASE-QUOTE, got {symbol!r}")
-    venue_symbol = _name(path, where, entry, "venue_symbol") if "venue_symbol" in entry else venue_symbol_of(symbol)
+    venue_symbol = _name(path, where, entry, "venue_symbol")
     price_scale = _scale(path, where, entry, "price_scale")
     size_scale = _scale(path, where, entry, "size_scale")
     kwargs: dict[str, Any] = {

@@ -350,7 +350,7 @@ def open_dataset(
     symbols: list[str] | None = None,
     start_ns: int | None = None,
     end_ns: int | None = None,
-    batch_rows: int = 262144,
+    batch_rows: int = 65536,
 ) -> ReplaySource:
     """Open the market data under ``root`` for replay (see the module docstring)."""
     if batch_rows < 1:

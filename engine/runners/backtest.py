@@ -12,6 +12,7 @@ from typing import Any
 from engine.engine import Engine
 from engine.errors import DataError
 from engine.logs import flush_logs, setup_logging
+from engine.marketdata.prefetch import prefetch
 from engine.runners.node import Node, build_node, code_version, summarize, wall_clock_info
 from engine.runners.spec import RunSpec
 from sim.kernel import warm_up
@@ -39,7 +40,7 @@ def open_backtest(
     source: Any = None,
     instruments_registry: dict | None = None,
     strategies: list | None = None,
-    log_orders: bool = True,
+    log_orders: bool | None = None,
 ) -> Node:
     """The backtest node for ``spec`` (not run yet). ``source`` replaces the Parquet dataset
     (anything shaped like ``engine.marketdata.reader.ReplaySource``), e.g. hand-built rows."""
@@ -79,7 +80,7 @@ def run_node(
 
     def batches():
         started = False
-        for cb in source:
+        for cb in prefetch(source):
             if not started and len(cb.ts_recv):
                 clock.ts = int(cb.ts_recv[0])  # type: ignore[union-attr]
                 engine.start()

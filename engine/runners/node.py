@@ -309,7 +309,7 @@ def build_node(
     adapters: dict[str, VenueAdapter] | None = None,
     strategies: list[Strategy] | None = None,
     measure_wakes: bool = False,
-    log_orders: bool = True,
+    log_orders: bool | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
 ) -> Node:
     """The node for ``mode`` (see the module docstring).
@@ -318,7 +318,8 @@ def build_node(
     streams from ``source`` (``engine.marketdata.reader.ReplaySource`` or anything shaped like
     it); the live modes take them from ``streams`` (default: every symbol a strategy uses) and
     their feeds from ``adapters`` (venue -> ``VenueAdapter``, for ``paper``/``live``/``record``).
-    ``strategies`` replaces the config's (benchmarks; ``[]`` for none)."""
+    ``strategies`` replaces the config's (benchmarks; ``[]`` for none); ``log_orders`` the
+    config's ``output.log_orders``."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     backtest = mode == "backtest"
@@ -363,7 +364,7 @@ def build_node(
         risk,
         recorder,
         mark_interval_ns=spec.mark_interval_ns,
-        log_orders=log_orders,
+        log_orders=spec.log_orders if log_orders is None else log_orders,
     )
     books = BookSet(len(streams), ticks=[used[k].tick for k in streams])
     book_of: dict[Key, Book] = {}

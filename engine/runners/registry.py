@@ -33,6 +33,9 @@ class VenueEntry:
     fake: str | None = None
     #: the exchange config a node reads when its run config names none
     config: Path | None = None
+    #: module of the venue's own capture format for ``hft data import`` (``FORMAT``, ``sniff``,
+    #: ``import_files``), and of ``hft record``'s raw capture
+    capture_import: str | None = None
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -75,6 +78,7 @@ register(
         adapter="venues.binance.adapter:open_adapter",
         fake="sim.fake_binance:FakeBinance",
         config=REPO_ROOT / "config" / "exchanges" / "binance.json",
+        capture_import="venues.binance.capture_import",
         aliases=("binance-futures", "binance-delivery"),
     )
 )

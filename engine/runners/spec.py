@@ -58,6 +58,9 @@ class RunSpec:
     live: ReconcilePolicy | None = None
     #: live trading: cancel every open order on a graceful stop (SIGINT/SIGTERM, --duration)
     live_cancel_on_stop: bool = True
+    #: a line per order in ``orders.log`` (``output.log_orders``): on by default in paper and live
+    #: trading, off in backtests, whose event log holds every order (a line costs tens of µs)
+    log_orders: bool = True
 
 
 def code_spec(
@@ -171,6 +174,9 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
         # partial overrides: fields a strategy leaves out follow the global limits
         strategy_risk[sid] = RiskLimits.parse_updates(limits, f"{where}#strategy_risk.{sid}")
     out = root.section("output")
+    unknown = sorted(set(out.data) - {"runs_root", "mark_interval_ms", "log_orders"})
+    if unknown:
+        raise out.fail(unknown[0], "unknown field (expected runs_root, mark_interval_ms, log_orders)")
     instruments = root.raw("instruments", None)
     warm = None
     if root.has("warm"):
@@ -203,6 +209,7 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
         exchanges=exchanges,
         live=live,
         live_cancel_on_stop=cancel_on_stop,
+        log_orders=out.bool("log_orders", mode != "backtest"),
     )
 
 

@@ -22,6 +22,7 @@ from engine.logs import get_logger
 from engine.model import Instrument
 from engine.venue import ExecSink, FeedCallbacks, VenueStatus
 from venues.binance.account import BinanceAccount
+from venues.binance.capture import BinanceCapture
 from venues.binance.config import BinanceConfig, Credentials, load_config
 from venues.binance.decode import BookTop
 from venues.binance.execution import BinanceExecutionClient
@@ -73,6 +74,11 @@ class BinanceAdapter:
         self.ws_api: BinanceWsApi | None = None
         self.user_stream: BinanceUserStream | None = None
         self.execution: BinanceExecutionClient | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """Where this adapter's requests go (for an operator's error lines)."""
+        return self.config.rest_url
 
     def incident(self, inc: Incident) -> None:
         if self._on_incident is not None:
@@ -147,6 +153,10 @@ class BinanceAdapter:
         if rest_entry and pool is not None and not await pool.wait_ready(subscribe_timeout_s):
             self.log.warning("binance order connections not open yet; orders use the ordinary REST session")
         return self.execution
+
+    def capture(self, out_dir: Path, symbols: list[str]) -> BinanceCapture:
+        """The raw capture of ``hft record`` (``venues.binance.capture``); attach it to the feed."""
+        return BinanceCapture(self.rest, out_dir, symbols)
 
     def account(self) -> BinanceAccount:
         if self.credentials is None:

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from engine.errors import DataError
 from engine.marketdata.catalog import find_roots, format_table, iso_utc, summarize
-from engine.marketdata.importers.binance_capture import detect_capture, import_binance_capture, open_lines
 from engine.marketdata.importers.result import ImportResult
 from engine.marketdata.importers.tardis import import_tardis
+from engine.runners import registry
 
-FORMATS = ("binance-capture", "tardis")
 SHOWN_POSITIONS = 5
+
+
+def capture_formats() -> dict[str, ModuleType]:
+    """Each venue's own capture format (registry ``capture_import``): a module with ``FORMAT``,
+    ``sniff(path)`` and ``import_files(paths, out, venue, symbol, include_bbo=, overwrite=)``."""
+    out = {}
+    for name in registry.names():
+        target = registry.entry(name).capture_import
+        if target is not None:
+            module = importlib.import_module(target)
+            out[module.FORMAT] = module
+    return out
+
+
+FORMATS = ("tardis", *sorted(capture_formats()))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,20 +67,19 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def detect_format(path: Path) -> str:
-    """``tardis`` for CSV files, ``binance-capture`` for ``<digits> {`` lines."""
+    """``tardis`` for CSV files, else the first venue capture format that recognises the file."""
     name = path.name.lower()
     if name.endswith((".csv", ".csv.gz")):
         return "tardis"
-    try:
-        first = next(iter(open_lines(path)), b"")
-    except FileNotFoundError:
-        raise DataError(str(path), "file not found") from None
-    except (OSError, EOFError) as exc:
-        raise DataError(str(path), f"cannot read: {exc}") from None
-    head, _, body = first.partition(b" ")
-    if head.isdigit() and body.startswith(b"{"):
-        return "binance-capture"
-    raise DataError(str(path), "cannot tell the format: pass --format binance-capture or --format tardis")
+    for fmt, module in capture_formats().items():
+        try:
+            if module.sniff(path):
+                return fmt
+        except FileNotFoundError:
+            raise DataError(str(path), "file not found") from None
+        except (OSError, EOFError) as exc:
+            raise DataError(str(path), f"cannot read: {exc}") from None
+    raise DataError(str(path), f"cannot tell the format: pass --format ({', '.join(FORMATS)})")
 
 
 def run_import(args: argparse.Namespace) -> list[ImportResult]:
@@ -75,18 +90,8 @@ def run_import(args: argparse.Namespace) -> list[ImportResult]:
     fmt = args.format or detect_format(paths[0])
     if fmt == "tardis":
         return import_tardis(paths, args.out, args.venue, args.symbol, overwrite=args.overwrite)
-    # One import per stream; each stream's files oldest first (the collector names them by date).
-    groups: dict[tuple[str | None, str | None], list[Path]] = {}
-    for p in paths:
-        venue, wire = detect_capture(p)
-        groups.setdefault((args.venue or venue, wire), []).append(p)
-    results = []
-    for (venue, _wire), files in sorted(groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1] or "")):
-        files.sort(key=lambda f: f.name)
-        results.append(
-            import_binance_capture(files, args.out, venue, args.symbol, include_bbo=args.bbo, overwrite=args.overwrite)
-        )
-    return results
+    module = capture_formats()[fmt]
+    return module.import_files(paths, args.out, args.venue, args.symbol, include_bbo=args.bbo, overwrite=args.overwrite)
 
 
 def format_result(r: ImportResult) -> str:

@@ -683,3 +683,33 @@ def import_binance_capture(
         result.note_time(writer.first_ts, writer.last_ts)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def sniff(path: Path) -> bool:
+    """Whether ``path`` looks like this format: ``<digits> {`` lines (``hft data import`` asks
+    every registered capture format before giving up)."""
+    first = next(iter(open_lines(path)), b"")
+    head, _, body = first.partition(b" ")
+    return head.isdigit() and body.startswith(b"{")
+
+
+def import_files(
+    paths: Sequence[Path],
+    root: str | Path,
+    venue: str | None = None,
+    symbol: str | None = None,
+    *,
+    include_bbo: bool = False,
+    overwrite: bool = False,
+) -> list[ImportResult]:
+    """``import_binance_capture`` once per stream found in ``paths``; each stream's files oldest
+    first (the collector names them by date)."""
+    groups: dict[tuple[str | None, str | None], list[Path]] = {}
+    for p in paths:
+        v, wire = detect_capture(p)
+        groups.setdefault((venue or v, wire), []).append(p)
+    results = []
+    for (v, _wire), files in sorted(groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1] or "")):
+        files.sort(key=lambda f: f.name)
+        results.append(import_binance_capture(files, root, v, symbol, include_bbo=include_bbo, overwrite=overwrite))
+    return results
