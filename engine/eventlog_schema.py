@@ -34,7 +34,8 @@ ORDERS = pa.schema(
         ("seq", _I),
         ("ts", _I),
         # submit | accepted | rejected | cancel_request | canceled | cancel_rejected | expired
-        # | modify_request | partially_filled | filled
+        # | modify_request | modified | partially_filled | filled | adopted (found open at the
+        # venue at start-up and taken over, ``engine.reconcile``)
         ("event", _S),
         ("strategy_id", _S),
         ("venue", _S),

@@ -58,16 +58,29 @@ class DeferredFileHandler(logging.FileHandler):
     which lines were logged. The timestamp is the record's creation time either way.
     """
 
-    def __init__(self, filename: str | os.PathLike[str], mode: str = "a", encoding: str | None = None) -> None:
+    def __init__(
+        self, filename: str | os.PathLike[str], mode: str = "a", encoding: str | None = None, buffered: bool = False
+    ) -> None:
         super().__init__(filename, mode, encoding)
         self._pending: list[logging.LogRecord | _Lazy] = []
         self._flush_on: asyncio.AbstractEventLoop | None = None  # loop whose call_soon will write
+        #: lines logged without a loop are written but not flushed one by one (a backtest: the
+        #: file's buffer goes out when full, at an ERROR, and at ``flush``/``close``)
+        self.buffered = buffered
 
     def emit(self, record: logging.LogRecord) -> None:
         loop = _running_loop()
         if loop is None or record.levelno >= logging.ERROR:
             if self._pending:
                 self._write_pending()
+            if self.buffered and record.levelno < logging.ERROR:
+                try:
+                    if self.stream is None:
+                        self.stream = self._open()
+                    self.stream.write(self.format(record) + self.terminator)
+                except Exception:
+                    self.handleError(record)
+                return
             super().emit(record)
             return
         try:
@@ -147,9 +160,12 @@ def get_logger(component: str) -> logging.Logger:
 
 
 def setup_logging(
-    log_dir: str | os.PathLike[str] | None, level: int = logging.INFO, console: bool = False
+    log_dir: str | os.PathLike[str] | None, level: int = logging.INFO, console: bool = False, buffered: bool = False
 ) -> Path | None:
-    """Attach one file per component plus ``errors.log``. ``None`` keeps logs in memory only."""
+    """Attach one file per component plus ``errors.log``. ``None`` keeps logs in memory only.
+    ``buffered`` (backtests): lines below ERROR are not flushed one by one (``flush_logs`` at the
+    end of the run writes what is left); an operator tailing a live daemon's logs wants each line
+    at once, so the live modes leave it off."""
     root = logging.getLogger("hft")
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -180,10 +196,10 @@ def setup_logging(
     path = Path(log_dir)
     path.mkdir(parents=True, exist_ok=True)
     for comp in COMPONENTS:
-        fh = DeferredFileHandler(path / f"{comp}.log")
+        fh = DeferredFileHandler(path / f"{comp}.log", buffered=buffered)
         fh.setFormatter(fmt)
         logging.getLogger(f"hft.{comp}").addHandler(fh)
-    eh = DeferredFileHandler(path / "errors.log")
+    eh = DeferredFileHandler(path / "errors.log", buffered=buffered)
     eh.setLevel(logging.WARNING)
     eh.setFormatter(fmt)
     root.addHandler(eh)

@@ -354,14 +354,7 @@ class OrderManager:
         """Take charge of an order that is open at the venue but was not sent by this process
         (start-up reconciliation): it is tracked, holds its balance and is reported on like any
         other. ``order.status`` is the venue's (open or partially filled)."""
-        inst = self.instruments[(order.venue, order.symbol)]
-        asset, need = self.portfolio.order_hold(
-            order.strategy_id, inst, order.side, inst.price(order.price), order.qty - order.filled
-        )
-        order.hold_asset = asset
-        order.held = need
-        if need > 0.0:
-            self.portfolio.reserve(order.venue, asset, need)
+        self._hold(order)
         self.orders[order.client_order_id] = order
         self._open.setdefault(order.strategy_id, {})[order.client_order_id] = order
         order.ts_last = now
@@ -442,19 +435,25 @@ class OrderManager:
         order.held = held - amount
         self.portfolio.release(order.venue, order.hold_asset, amount)
 
-    def _rehold(self, order: Order) -> None:
-        """An amend changed price or size: hold what the order needs now."""
-        self._release(order)
-        if order.status.is_terminal:
-            return
+    def _hold(self, order: Order) -> None:
+        """Hold what the order's unfilled part could spend (an order the risk check did not see:
+        adopted, or amended)."""
         inst = self.instruments[(order.venue, order.symbol)]
+        fee = self.portfolio.spec(inst).hold_fee(order.post_only, order.order_type is _LIMIT)
+        leverage = self.risk.limits_for(order.strategy_id).leverage
         asset, need = self.portfolio.order_hold(
-            order.strategy_id, inst, order.side, inst.price(order.price), order.qty - order.filled
+            order.strategy_id, inst, order.side, inst.price(order.price), order.qty - order.filled, leverage, fee
         )
         order.hold_asset = asset
         order.held = need
         if need > 0.0:
             self.portfolio.reserve(order.venue, asset, need)
+
+    def _rehold(self, order: Order) -> None:
+        """An amend changed price or size: hold what the order needs now."""
+        self._release(order)
+        if not order.status.is_terminal:
+            self._hold(order)
 
     def _close(self, order: Order) -> None:
         self._release(order)

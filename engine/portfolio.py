@@ -71,6 +71,13 @@ class InstrumentSpec:
         self.taker_fee = instrument.taker_fee
         self.worst_fee = max(instrument.maker_fee, instrument.taker_fee, 0.0)
 
+    def hold_fee(self, post_only: bool, limit: bool) -> float:
+        """The fee rate an order's hold allows for: maker for post-only, the worse of maker and
+        taker for a limit order that may take, taker for a market order."""
+        if post_only:
+            return self.maker_fee
+        return self.worst_fee if limit else self.taker_fee
+
     def hold(
         self, buy: bool, price: float, qty: int, position_qty: int = 0, leverage: float = 1.0, fee_rate: float = 0.0
     ) -> tuple[str, float]:

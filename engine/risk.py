@@ -395,13 +395,7 @@ class RiskEngine:
             return self._fail(order, "order_rate", float(len(recent) + 1), rate, t0)
 
         # what the order could spend while it is open: the order manager holds it (free -> held)
-        if order.post_only:
-            fee_rate = spec.maker_fee
-        elif is_limit:
-            fee_rate = spec.worst_fee
-        else:
-            fee_rate = spec.taker_fee
-        asset, need = spec.hold(buy, px, qty, q, lim.leverage, fee_rate)
+        asset, need = spec.hold(buy, px, qty, q, lim.leverage, spec.hold_fee(order.post_only, is_limit))
         if lim.check_balance and need > 0.0:
             if spec.spot:
                 free = pf._free.get(order.venue)

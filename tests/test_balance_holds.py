@@ -133,6 +133,19 @@ def test_a_perp_order_holds_margin_and_one_that_reduces_the_position_holds_nothi
     assert closing.status is OrderStatus.PENDING and closing.held == 0.0
 
 
+def test_an_amend_holds_what_the_order_needs_at_its_new_price_and_size():
+    eng = make_engine({"USDT": 1000.0})
+    venue = eng.venues[VENUE]
+    venue.supports_modify = True
+    pf = eng.portfolio
+    o = buy(eng, 50000.0, 0.01)
+    eng.on_exec_report(report(ev.ACCEPTED, o))
+    assert eng.oms.modify(o, 40000.0, 0.005) is o  # amended in place, not cancelled and replaced
+    eng.on_exec_report(report(ev.MODIFIED, o, price=SPOT.price_to_fixed("40000"), qty=500))
+    assert math.isclose(pf.held(VENUE, "USDT"), 200.0 * 1.001)
+    assert math.isclose(pf.free(VENUE, "USDT"), 1000.0 - 200.0 * 1.001)
+
+
 # --- property: the engine's holds against a plain model -------------------------------------
 OPS = st.lists(
     st.one_of(

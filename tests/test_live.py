@@ -229,3 +229,28 @@ def test_sigterm_stops_gracefully_and_cancels_open_orders(fake: Fake, tmp_path: 
     orders = table(out, "orders")
     assert sum(r["event"] == "canceled" for r in orders) == 3
     assert (out / "manifest.json").exists() and "Live session summary" in stdout
+
+
+def test_a_venue_that_does_not_answer_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    cfg = live_config(tmp_path, "dead", "cancel")
+    env = {**os.environ, "BINANCE_REST_URL": "http://127.0.0.1:9", "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s"}
+    proc = subprocess.run(
+        [*HFT, "live", str(cfg), "--out", str(tmp_path / "out")],
+        cwd=REPO, env={**env, "PYTHONPATH": str(REPO / "tests")}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: Cannot load instruments from binance (http://127.0.0.1:9): ")
+    assert "Traceback" not in proc.stderr
+
+
+def test_live_without_keys_says_which_variables_to_set(fake: Fake, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BINANCE_API")}
+    env.update(BINANCE_REST_URL=fake.rest, BINANCE_WS_URL=fake.ws, BINANCE_WS_API_URL=fake.ws_api)
+    proc = subprocess.run(
+        [*HFT, "live", str(live_config(tmp_path, "nokeys", "cancel")), "--out", str(tmp_path / "out")],
+        cwd=REPO, env={**env, "PYTHONPATH": str(REPO / "tests")}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "set BINANCE_API_KEY and BINANCE_API_SECRET in the environment" in proc.stderr
+    assert "Traceback" not in proc.stderr and fake.orders() == []

@@ -128,6 +128,6 @@ def run_backtest(
     """Run one backtest (``open_backtest`` then ``run_node``)."""
     if run_dir is not None and log_dir is None:
         log_dir = run_dir / "logs"
-    setup_logging(log_dir)
+    setup_logging(log_dir, buffered=True)
     node = open_backtest(spec, run_dir, measure_wakes, source, instruments_registry)
     return run_node(node, on_progress, on_total)

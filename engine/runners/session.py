@@ -56,6 +56,11 @@ class SessionResult:
         return self.node.engine
 
 
+def _at(adapter: VenueAdapter) -> str:
+    where = getattr(adapter, "endpoint", "")
+    return f" ({where})" if where else ""
+
+
 async def open_adapters(spec: RunSpec, env: Mapping[str, str] | None = None) -> dict[str, VenueAdapter]:
     """One adapter per venue the strategies trade on, each for the symbols they use."""
     symbols: dict[str, list[str]] = {}
@@ -88,7 +93,13 @@ async def open_session(
     try:
         for venue, adapter in adapters.items():
             syms = sorted({s for st in spec.strategies if st.venue == venue for s in st.symbols})
-            for sym, inst in (await adapter.load_instruments(syms)).items():
+            try:
+                loaded = await adapter.load_instruments(syms)
+            except HftError:
+                raise
+            except Exception as exc:  # no instruments, no node: say where and why, in one line
+                raise HftError(f"Cannot load instruments from {venue}{_at(adapter)}: {exc}") from exc
+            for sym, inst in loaded.items():
                 instruments[(venue, sym)] = inst
         node = build_node(
             spec,
@@ -125,7 +136,12 @@ class Session:
         self._t0 = time.perf_counter()
         if node.mode == "live":
             for venue, adapter in node.adapters.items():
-                client = await adapter.connect_execution(engine)
+                try:
+                    client = await adapter.connect_execution(engine)
+                except HftError:
+                    raise
+                except Exception as exc:
+                    raise HftError(f"Cannot connect order entry on {venue}{_at(adapter)}: {exc}") from exc
                 engine.add_venue(client, adapter.profile)
                 node.execution[venue] = client
             policy = spec.live or ReconcilePolicy()
@@ -135,6 +151,10 @@ class Session:
                     self.reconciled.append(await reconcile_venue(engine, venue, adapter.account(), syms, policy))
                 except TimeoutError:
                     raise HftError(f"Reconciliation with {venue} timed out after {policy.timeout_s:.0f}s") from None
+                except HftError:
+                    raise
+                except Exception as exc:  # the node must not trade on an account it could not read
+                    raise HftError(f"Reconciliation with {venue} failed{_at(adapter)}: {exc}") from exc
         sim = node.sim
         if sim is not None:
             index = {key: i for i, key in enumerate(node.streams)}
