@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
 import subprocess
 import time
 from collections.abc import Callable
@@ -145,9 +144,6 @@ class Node:
         out.update(self.extra_manifest)
         out["summary"] = {k: v for k, v in summary.items() if k not in ("rows_per_s", "wall_s")}
         return out
-
-    def summary(self, stats: ReplayStats, wall_s: float) -> dict[str, Any]:
-        return summarize(self.engine, stats, wall_s)
 
 
 def code_version() -> str:
@@ -400,10 +396,6 @@ def build_node(
     else:
         node.adapters = dict(adapters or {})
     return node
-
-
-def finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None
 
 
 def wall_clock_info(wall: float, **extra: Any) -> dict[str, Any]:

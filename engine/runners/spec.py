@@ -97,6 +97,7 @@ def load_strategy(path: Path | str, entry: Any = None) -> StrategySpec:
     where = str(path)
     data = load_json(path) if entry is None else entry
     s = Section(data, where)
+    _known(s, {"strategy_id", "class", "venue", "symbols", "params", "description"})
     target = s.str("class")
     module_name, _, cls_name = target.partition(":")
     if not cls_name:
@@ -136,9 +137,12 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
     """A backtest config (``data`` section required) or a paper/live config (``exchange`` instead)."""
     where = str(path)
     root = Section(load_json(path), where)
+    _known(root, _TOP_KEYS)
     base = Path(path).resolve().parent
     o = overrides or {}
     data = root.section("data", required=mode == "backtest")
+    _known(data, {"root", "venue", "symbols", "from", "to"})
+    _known(root.section("sim"), {"queue_model", "queue_power", "latency", "venues"})
     if mode == "backtest":
         data_root = resolve_path(o.get("data") or data.str("root"), base)
     else:
@@ -181,6 +185,7 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
     warm = None
     if root.has("warm"):
         w = root.section("warm")
+        _known(w, {"interval_us", "spin", "probe"})
         warm = {
             "interval_us": w.number("interval_us", 250.0, positive=True),
             "spin": w.bool("spin", True),
@@ -211,6 +216,32 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
         live_cancel_on_stop=cancel_on_stop,
         log_orders=out.bool("log_orders", mode != "backtest"),
     )
+
+
+_TOP_KEYS = {
+    "name",
+    "description",
+    "seed",
+    "data",
+    "instruments",
+    "balances",
+    "sim",
+    "risk",
+    "strategy_risk",
+    "strategies",
+    "output",
+    "warm",
+    "exchange",
+    "exchanges",
+    "live",
+}
+
+
+def _known(sec: Section, keys: set[str]) -> None:
+    """A typo must not silently run with a default: every key of ``sec`` must be one of ``keys``."""
+    unknown = sorted(set(sec.data) - keys)
+    if unknown:
+        raise sec.fail(unknown[0], f"unknown field (expected one of {', '.join(sorted(keys))})")
 
 
 def _exchanges(root: Section, base: Path) -> dict[str, Path]:
