@@ -116,6 +116,24 @@ class ReplaySource:
                 )
         return self._rows
 
+    def latency_spans(self) -> dict[int, tuple[int, int]]:
+        """stream index -> (min, max) of ``ts_recv - ts_event`` over its rows that carry a venue
+        time (``sim.venue_time``: feed latency from the data), reading only those two columns."""
+        out: dict[int, tuple[int, int]] = {}
+        for i, files in enumerate(self._files):
+            lo = hi = None
+            for chunk in self._stream_chunks(files, ("ts_event", "ts_recv")):
+                has = chunk["ts_event"] > 0
+                if not has.any():
+                    continue
+                d = chunk["ts_recv"][has] - chunk["ts_event"][has]
+                a, b = int(d.min()), int(d.max())
+                lo = a if lo is None else min(lo, a)
+                hi = b if hi is None else max(hi, b)
+            if lo is not None and hi is not None:
+                out[i] = (lo, hi)
+        return out
+
     def __iter__(self) -> Iterator[ColumnBatch]:
         if len(self.streams) == 1:
             yield from self._single(self._files[0])

@@ -379,7 +379,8 @@ def build_node(
         node.source = source
         venue_time = node.sim.venue_time if node.sim is not None else None
         if isinstance(venue_time, DataVenueTime):
-            venue_time.calibrate(latency_spans(lambda: iter(source)))
+            spans = source.latency_spans() if hasattr(source, "latency_spans") else latency_spans(lambda: iter(source))
+            venue_time.calibrate(spans)
         node.replay = ReplayDriver(
             engine,
             books,
