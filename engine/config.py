@@ -113,3 +113,38 @@ class Section:
         if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
             raise self.fail(key, f"must be a list of strings, got {v!r}")
         return list(v)
+
+
+# --- secrets ----------------------------------------------------------------------------------
+#: keys whose values are credentials: refused in every config file, masked in every copy we keep
+SECRET_KEYS = frozenset(
+    {"api_key", "api_secret", "apikey", "secret", "secret_key", "passphrase", "private_key", "password", "token"}
+)
+
+
+def find_secrets(obj: Any, where: str = "") -> list[str]:
+    """Dotted paths of every secret-named key, at any depth of a parsed config (``key`` alone is
+    too common a word to refuse; the names above are not)."""
+    found: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            path = f"{where}.{k}" if where else str(k)
+            if isinstance(k, str) and k.lower() in SECRET_KEYS:
+                found.append(path)
+            found += find_secrets(v, path)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            found += find_secrets(v, f"{where}[{i}]")
+    return found
+
+
+def redact_secrets(obj: Any) -> Any:
+    """A copy of ``obj`` with the value of every secret-named key replaced by ``"***"`` (what a
+    manifest may keep of a config)."""
+    if isinstance(obj, dict):
+        return {
+            k: "***" if isinstance(k, str) and k.lower() in SECRET_KEYS else redact_secrets(v) for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [redact_secrets(v) for v in obj]
+    return obj

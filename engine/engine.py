@@ -78,6 +78,8 @@ class Engine:
         )
         self.venues: dict[str, ExecutionClient] = self.oms.venues
         self.running = False
+        #: books that stopped being valid and have not been shown since: (venue, symbol) -> reason
+        self.invalid_books: dict[tuple[str, str], str] = {}
         self.book_events = 0
         self.trade_events = 0
         self.equity_peak = 0.0
@@ -158,6 +160,8 @@ class Engine:
         # else adds a market row meanwhile, so the log is the same byte for byte.
         seq = log.next_seq()
         subs = self._book_subs.get(key)
+        if self.invalid_books and key in self.invalid_books:
+            self._book_valid_again(book, key, subs)
         if subs:
             self.oms.ts_tick = book.ts_recv
             halted = self.risk._halted
@@ -171,6 +175,38 @@ class Engine:
                     self._strategy_failed(s, "on_book", exc)
         if seq:
             log.market(book, mid, feed_latency_ns, seq)
+
+    def on_book_invalid(self, book: Book, reason: str) -> None:
+        """``book`` stopped being valid (a gap, a crossed book, stale data, a disconnect, a resync):
+        strategies must not trade on it. Each strategy on it is told (``on_book_invalid``) and, by
+        its ``invalid_book`` policy, its resting orders on that book are cancelled (``cancel``, the
+        default) or left (``keep``). The next ``on_book`` of the book makes it valid again."""
+        key = (book.venue, book.symbol)
+        if key in self.invalid_books:
+            return
+        self.invalid_books[key] = reason
+        subs = self._book_subs.get(key, ())
+        pulled = 0
+        for s in subs:
+            if s.invalid_book == "cancel":
+                for order in self.oms.open_orders(s.strategy_id, book.symbol):
+                    if order.venue == book.venue and not order.cancel_requested:
+                        self.oms.cancel(order)
+                        pulled += 1
+            self._call(s, s.on_book_invalid, book, reason)
+        _sys_log.warning(
+            "Trading paused venue=%s symbol=%s: book invalid (%s); %d resting orders cancelled",
+            book.venue,
+            book.symbol,
+            reason,
+            pulled,
+        )
+
+    def _book_valid_again(self, book: Book, key: tuple[str, str], subs: list[Strategy] | None) -> None:
+        reason = self.invalid_books.pop(key)
+        _sys_log.info("Trading resumed venue=%s symbol=%s: book valid again after %s", book.venue, book.symbol, reason)
+        for s in subs or ():
+            self._call(s, s.on_book_valid, book)
 
     def on_trade(self, trade: Trade) -> None:
         self.trade_events += 1

@@ -38,6 +38,9 @@ class Strategy:
     book_updates = "top"
     wants_trades = False
     warm = False
+    #: when a book this strategy trades on stops being valid: ``cancel`` its resting orders on it
+    #: (the default: nobody quotes on a market they cannot see), or ``keep`` them
+    invalid_book = "cancel"
 
     def __init__(self, strategy_id: str, venue: str, symbols: list[str], params: dict[str, Any] | None = None) -> None:
         self.strategy_id = strategy_id
@@ -67,6 +70,15 @@ class Strategy:
 
     def on_trade(self, trade: Trade) -> None:
         """A public trade (only when ``wants_trades``)."""
+
+    def on_book_invalid(self, book: Book, reason: str) -> None:
+        """A book this strategy subscribes to stopped being valid (``reason``: ``sequence_gap``,
+        ``crossed_book``, ``stale_data``, ``disconnect``, ``resync``, ...); no ``on_book`` until it
+        is valid again. Resting orders on it are already being cancelled unless ``invalid_book``
+        is ``keep``."""
+
+    def on_book_valid(self, book: Book) -> None:
+        """The book is valid again; ``on_book`` follows at once."""
 
     def on_order_update(self, order: Order) -> None:
         """One of this strategy's orders changed state."""

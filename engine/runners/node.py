@@ -29,6 +29,7 @@ from typing import Any
 
 from engine.book import Book, BookSet
 from engine.clock import LiveClock, SimClock
+from engine.config import redact_secrets
 from engine.engine import Engine
 from engine.errors import ConfigError, DataError
 from engine.model import Instrument
@@ -107,7 +108,7 @@ class Node:
             "mode": self.mode,
             "latency_source": "simulated" if self.mode in ("backtest", "paper") else "measured",
             "config_path": spec.path,
-            "config": spec.raw,
+            "config": redact_secrets(spec.raw),
             "config_sha256": hashlib.sha256(json.dumps(spec.raw, sort_keys=True).encode()).hexdigest(),
             "code_version": code_version(),
             "seeds": {"run": spec.seed, "order_latency": spec.seed + 2, "response_latency": spec.seed + 3},

@@ -180,13 +180,13 @@ class Session:
             engine.on_book(book, book.ts_recv - book.ts_event if book.ts_event else 0)
 
         if matching is None:
-            return FeedCallbacks(on_book, engine.on_trade, engine.on_incident)
+            return FeedCallbacks(on_book, engine.on_trade, engine.on_incident, None, engine.on_book_invalid)
 
         def on_trade(trade: Trade) -> None:
             matching.on_trade(trade)
             engine.on_trade(trade)
 
-        return FeedCallbacks(on_book, on_trade, engine.on_incident, matching.on_levels)
+        return FeedCallbacks(on_book, on_trade, engine.on_incident, matching.on_levels, engine.on_book_invalid)
 
     # --- run and stop --------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None, duration_s: float | None = None) -> SessionResult:

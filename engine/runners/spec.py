@@ -14,6 +14,9 @@ from engine.risk import RiskLimits
 from engine.strategy import Strategy
 
 
+INVALID_BOOK_POLICIES = ("cancel", "keep")
+
+
 @dataclass
 class StrategySpec:
     strategy_id: str
@@ -22,12 +25,18 @@ class StrategySpec:
     symbols: list[str]
     params: dict[str, Any]
     path: str
+    #: ``cancel``/``keep`` the strategy's resting orders when its book turns invalid (None: the
+    #: strategy class's own ``invalid_book``)
+    invalid_book: str | None = None
 
     def build(self) -> Strategy:
         try:
-            return self.cls(self.strategy_id, self.venue, self.symbols, self.params)
+            strategy = self.cls(self.strategy_id, self.venue, self.symbols, self.params)
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(self.path, f"Strategy initialization failed: {exc}") from None
+        if self.invalid_book is not None:
+            strategy.invalid_book = self.invalid_book
+        return strategy
 
 
 @dataclass
@@ -97,7 +106,7 @@ def load_strategy(path: Path | str, entry: Any = None) -> StrategySpec:
     where = str(path)
     data = load_json(path) if entry is None else entry
     s = Section(data, where)
-    _known(s, {"strategy_id", "class", "venue", "symbols", "params", "description"})
+    _known(s, {"strategy_id", "class", "venue", "symbols", "params", "description", "invalid_book"})
     target = s.str("class")
     module_name, _, cls_name = target.partition(":")
     if not cls_name:
@@ -111,7 +120,10 @@ def load_strategy(path: Path | str, entry: Any = None) -> StrategySpec:
     params = s.raw("params", {})
     if not isinstance(params, dict):
         raise s.fail("params", "must be an object")
-    return StrategySpec(s.str("strategy_id"), cls, s.str("venue"), s.str_list("symbols"), params, where)
+    policy = s.str("invalid_book") if s.has("invalid_book") else None
+    if policy is not None and policy not in INVALID_BOOK_POLICIES:
+        raise s.fail("invalid_book", f"must be one of {', '.join(INVALID_BOOK_POLICIES)}, got {policy!r}")
+    return StrategySpec(s.str("strategy_id"), cls, s.str("venue"), s.str_list("symbols"), params, where, policy)
 
 
 def parse_time(value: Any, s: Section, key: str) -> int | None:

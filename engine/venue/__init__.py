@@ -13,7 +13,7 @@ Protocols and plain types only; venue packages implement them and the compositio
 from engine.venue.account import AccountClient, VenueBalance, VenueFill, VenueOrder
 from engine.venue.adapter import VenueAdapter, VenueStatus
 from engine.venue.execution import ExecSink, ExecutionClient, ExecutionVenue
-from engine.venue.feed import BookStatus, FeedCallbacks, FeedStatus, MarketDataFeed, OnLevels
+from engine.venue.feed import BookStatus, FeedCallbacks, FeedStatus, MarketDataFeed, OnBookInvalid, OnLevels
 from engine.venue.profile import GENERIC_PROFILE, ClientIdRules, ErrorVocabulary, VenueError, VenueProfile
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "FeedCallbacks",
     "FeedStatus",
     "MarketDataFeed",
+    "OnBookInvalid",
     "OnLevels",
     "VenueAdapter",
     "VenueBalance",

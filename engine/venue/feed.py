@@ -4,7 +4,10 @@ A feed writes the ``Book`` objects it was given (the engine's), so strategies re
 the feed writes. It calls, synchronously and in this order for every venue message it applies:
 ``on_levels`` (when set: the levels the message set, for a simulated venue matching on the same
 book in paper trading), then ``on_book`` when the book is valid (in sync, not crossed, not stale).
-Trades go to ``on_trade``; gaps, resyncs, disconnects and stale data to ``on_incident``.
+``on_book_invalid(book, reason)`` comes once each time a valid book stops being valid (a gap, a
+crossed book, stale data, a disconnect, a resync, an implausible update id), before anything else
+of that moment: the engine pulls the quotes that rest on it. The next ``on_book`` means it is valid
+again. Trades go to ``on_trade``; gaps, resyncs, disconnects and stale data also to ``on_incident``.
 """
 
 from __future__ import annotations
@@ -45,12 +48,17 @@ class FeedStatus:
     books: tuple[BookStatus, ...]
 
 
+#: ``on_book_invalid(book, reason)``: ``reason`` is an incident kind (``sequence_gap``, ...)
+OnBookInvalid = Callable[["Book", str], None]
+
+
 @dataclass(frozen=True, slots=True)
 class FeedCallbacks:
     on_book: Callable[[Book], None]
     on_trade: Callable[[Trade], None]
     on_incident: Callable[[Incident], None]
     on_levels: OnLevels | None = None
+    on_book_invalid: OnBookInvalid | None = None
 
 
 class MarketDataFeed(Protocol):

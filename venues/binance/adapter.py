@@ -115,7 +115,16 @@ class BinanceAdapter:
             on_book, on_trade = self._corked(on_book), self._corked(on_trade)
         config = dataclasses.replace(self.config, symbols=tuple(books))
         self.feed = BinanceMarketData(
-            config, self.rest, self.instruments, on_book, on_trade, callbacks.on_incident, on_top, books, self.attempts
+            config,
+            self.rest,
+            self.instruments,
+            on_book,
+            on_trade,
+            callbacks.on_incident,
+            on_top,
+            books,
+            self.attempts,
+            on_book_invalid=callbacks.on_book_invalid,
         )
         if callbacks.on_levels is not None:
             for sync in self.feed.syncs.values():

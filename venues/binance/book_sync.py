@@ -34,7 +34,7 @@ import numpy as np
 from engine.book import Book
 from engine.events import Incident
 from engine.logs import get_logger
-from engine.venue.feed import OnLevels
+from engine.venue.feed import OnBookInvalid, OnLevels
 from venues.binance.decode import DepthDiff, Snapshot
 from venues.binance.depth_apply import (
     APPLIED,
@@ -73,8 +73,11 @@ class BookSync:
         stale_after_ns: int = 5_000_000_000,
         max_buffer: int = 10_000,
         logger: logging.Logger | None = None,
+        on_invalid: OnBookInvalid | None = None,
     ) -> None:
         self.book = book
+        #: told once each time the book stops being valid (``engine.venue.feed``)
+        self._on_invalid = on_invalid
         self.venue = book.venue
         self.symbol = book.symbol
         self._request_snapshot = request_snapshot

@@ -22,7 +22,7 @@ from engine.book import Book
 from engine.events import Incident, Trade
 from engine.logs import get_logger
 from engine.model import Instrument
-from engine.venue.feed import BookStatus, FeedStatus
+from engine.venue.feed import BookStatus, FeedStatus, OnBookInvalid
 from venues.binance.book_sync import BookSync
 from venues.binance.config import BinanceConfig
 from venues.binance.decode import BookTop, ControlReply, DepthDiff, MarketFrameDecoder, ServerShutdown
@@ -64,6 +64,7 @@ class BinanceMarketData:
         on_top: Callable[[BookTop], None] | None = None,
         books: dict[str, Book] | None = None,
         attempt_window: AttemptWindow | None = None,
+        on_book_invalid: OnBookInvalid | None = None,
     ) -> None:
         self.venue = VENUE
         self.config = config
@@ -95,6 +96,7 @@ class BinanceMarketData:
                 on_incident=on_incident,
                 stale_after_ns=stale_ns,
                 logger=self.log,
+                on_invalid=on_book_invalid,
             )
         depth = "depth@100ms" if config.depth_update_ms == 100 else "depth"
         self.streams = []
