@@ -13,7 +13,6 @@ from engine.reconcile import POLICIES, ReconcilePolicy
 from engine.risk import RiskLimits
 from engine.strategy import Strategy
 
-
 INVALID_BOOK_POLICIES = ("cancel", "keep")
 
 
