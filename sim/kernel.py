@@ -260,6 +260,10 @@ def run_rows(
             ba = best_price(lad, keys, sizes, cnt, meta, s, 1)
             if bb != 0 and ba != 0 and bb >= ba:
                 mask |= M_CROSSED
+                # the book is not shown until a message uncrosses it; that one wakes whoever listens,
+                # whether or not the top moved from what they saw before the cross
+                st[s, ST_LAST_BID] = 0
+                st[s, ST_LAST_ASK] = 0
             elif st[s, ST_VALID] != 0:
                 if shared and n_rest > 0:
                     nf = cross_resting(rests, n_rest, s, bb, ba, fills, nf)

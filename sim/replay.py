@@ -60,6 +60,7 @@ class ReplayStats:
         "trade_wakes",
         "wake_ns",
         "wakes",
+        "warmup_rows",
     )
 
     def __init__(self) -> None:
@@ -72,6 +73,7 @@ class ReplayStats:
         self.bad = 0
         self.events = 0
         self.seconds = 0.0
+        self.warmup_rows = 0  # rows before the window, replayed to rebuild the books
         self.wake_ns: list[int] | None = None
 
 
@@ -148,9 +150,19 @@ class ReplayDriver:
         if self.clock.ts < until_ts:
             self.clock.ts = until_ts
 
-    def run(self, batches: Iterable[Any], on_progress: Callable[[int], None] | None = None) -> ReplayStats:
+    def run(
+        self,
+        batches: Iterable[Any],
+        on_progress: Callable[[int], None] | None = None,
+        warmup_until: int | None = None,
+        on_window: Callable[[int], None] | None = None,
+    ) -> ReplayStats:
+        """Replay ``batches``. Rows received before ``warmup_until`` rebuild the books only (no
+        strategy sees them, no incident is raised for them); ``on_window(ts)`` is called where the
+        window starts (the first row's time when there is no warm-up): the runner starts the
+        engine there."""
         t0 = time.perf_counter()
-        _Run(self, iter(batches), on_progress).go()
+        _Run(self, iter(batches), on_progress, warmup_until, on_window).go()
         self.stats.seconds = time.perf_counter() - t0
         return self.stats
 
@@ -158,10 +170,19 @@ class ReplayDriver:
 class _Run:
     """One pass over the data: the two cursors' batches and the loop that feeds the kernel."""
 
-    def __init__(self, d: ReplayDriver, src: Iterator[Any], on_progress: Callable[[int], None] | None) -> None:
+    def __init__(
+        self,
+        d: ReplayDriver,
+        src: Iterator[Any],
+        on_progress: Callable[[int], None] | None,
+        warmup_until: int | None = None,
+        on_window: Callable[[int], None] | None = None,
+    ) -> None:
         self.d = d
         self.src = src
         self.on_progress = on_progress
+        self.warm_until = warmup_until
+        self.on_window = on_window
         self.dual = d.mode == K.DUAL
         self.vrows = VenueRows(d.venue_time) if self.dual and d.venue_time is not None else None
         self.local: deque[Any] = deque()
@@ -191,6 +212,8 @@ class _Run:
     def _next_local(self) -> None:
         if self.cb is not None:
             self.d.stats.rows += self.ln
+            if self.warm_until is not None:
+                self.d.stats.warmup_rows += int(np.searchsorted(self.cb.ts_recv, self.warm_until, "left"))
             self.d.last_ts = int(self.cb.ts_recv[-1])
             if self.on_progress is not None:
                 self.on_progress(self.ln)
@@ -233,6 +256,12 @@ class _Run:
         self._next_local()
         if not self.vend:
             self._next_venue()
+        warming = self.warm_until is not None
+        wakes = st[:, K.ST_WAKE_BOOK : K.ST_WAKE_TRADE + 1].copy()
+        if warming:
+            st[:, K.ST_WAKE_BOOK : K.ST_WAKE_TRADE + 1] = 0  # the books' history: nobody is woken
+        elif self.ln:
+            self._window(int(self.la[0][0]))
         while True:
             if self.li >= self.ln and not self.lend:
                 self._next_local()
@@ -243,9 +272,16 @@ class _Run:
             ts_l = int(self.la[0][self.li]) if self.li < self.ln else NEVER
             ts_v = int(self.va[0][self.vi]) if self.vi < self.vn else NEVER
             nxt = ts_l if ts_l < ts_v else ts_v
+            if warming and nxt >= self.warm_until:  # type: ignore[operator]
+                warming = False
+                st[:, K.ST_WAKE_BOOK : K.ST_WAKE_TRADE + 1] = wakes
+                self._end_warmup()
+                continue
             if nxt == NEVER:
                 break  # both cursors are done; ``drain`` handles what is still scheduled
             t_next = tl.next_ts()
+            if warming and self.warm_until < t_next:  # type: ignore[operator]
+                t_next = self.warm_until  # type: ignore[assignment]
             if t_next <= nxt:
                 self.run_timeline_until(nxt)
                 continue
@@ -278,10 +314,32 @@ class _Run:
                 mask &= ~(K.M_FULL | K.M_VFULL)
                 if mask == 0:
                     continue
+            if warming:
+                continue  # gaps, crossed books and bad rows of the history: the kernel's state says it
             self._wake(mask, engine, clock, resting, stats, wake_ns, perf)
 
     def run_timeline_until(self, ts: int) -> None:
         self.d.run_timeline_until(ts)
+
+    def _window(self, ts: int) -> None:
+        clock = self.d.clock
+        if ts > clock.ts:
+            clock.ts = ts
+        if self.on_window is not None:
+            self.on_window(ts)
+
+    def _end_warmup(self) -> None:
+        """The books stand as they did at the window's start: show that state to the engine's
+        books, and make the first message of the window wake whoever listens."""
+        d = self.d
+        st = d.st
+        for s, book in enumerate(d.book_of_stream):
+            book.refresh_top()
+            bb, ba = book.best_bid_fixed, book.best_ask_fixed
+            book.valid = bool(st[s, K.ST_VALID]) and not (bb and ba and bb >= ba)
+            st[s, K.ST_LAST_BID] = 0
+            st[s, K.ST_LAST_ASK] = 0
+        self._window(self.warm_until)  # type: ignore[arg-type]
 
     def _wake(
         self, mask: int, engine: Engine | None, clock: SimClock, resting: RestingOrders, stats, wake_ns, perf
@@ -324,6 +382,7 @@ class _Run:
             book.valid = False
             book.refresh_top()
             if engine is not None:
+                engine.on_book_invalid(book, "sequence_gap")
                 engine.incident(
                     t,
                     book.venue,
@@ -337,6 +396,7 @@ class _Run:
             book.valid = False
             book.refresh_top()
             if engine is not None:
+                engine.on_book_invalid(book, "crossed_book")
                 engine.incident(
                     t,
                     book.venue,

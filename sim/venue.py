@@ -60,6 +60,8 @@ from sim.matching import (
 )
 
 Latency = ConstantLatency | RandomLatency
+#: why a paper order is refused while its book is invalid (not a venue's words: the simulation's)
+BLIND = "Paper trading: market data not in sync, order not simulated"
 
 
 class Scheduler(Protocol):
@@ -243,6 +245,20 @@ class SimulatedVenue:
         inst = self.instruments.get(order.symbol)
         if inst is None:
             self._reject(order, v, vp.UNKNOWN_SYMBOL)
+            return
+        if self.act_delay is not None and (self.name, order.symbol) in getattr(self.sink, "invalid_books", ()):
+            # paper: the live book is this venue's only view of the market; while it is not valid
+            # the venue cannot know what the order would have met, and must not invent it
+            self._respond(
+                v,
+                {
+                    "kind": ev.REJECTED,
+                    "symbol": order.symbol,
+                    "client_order_id": order.client_order_id,
+                    "reason": BLIND,
+                    "code": 0,
+                },
+            )
             return
         failure = self._filter_failure(order, inst)
         if failure:

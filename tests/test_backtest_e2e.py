@@ -184,3 +184,55 @@ def test_missing_and_corrupt_data_are_reported_with_the_path(tmp_path, capsys):
     assert hft_main(["backtest", str(CONFIG), "--no-progress", "--data", str(root), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert part.name in err and err.count("\n") == 1
+
+
+def test_a_window_starts_from_the_book_as_it_stood_at_from(tmp_path):
+    """The shipped sample's only snapshot is at its start: a run from 23:57 rebuilds the book from
+    it (no strategy sees that history) and trades from 23:57 on."""
+    spec = load_run_spec(CONFIG, {"from": "2024-08-08T23:57:00Z"})
+    res = run_backtest(spec, tmp_path / "w")
+    s = res.summary
+    assert s["orders_submitted"] > 50 and s["fills"] > 0
+    start = spec.start_ns
+    con = duckdb.connect()
+    first_market = con.execute(f"select min(ts) from read_parquet('{tmp_path}/w/market.parquet')").fetchone()[0]
+    first_order = con.execute(f"select min(ts) from read_parquet('{tmp_path}/w/orders.parquet')").fetchone()[0]
+    assert first_market >= start and first_order >= start  # nothing of the history reached a strategy
+    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    assert manifest["data"]["book_history_rows"] > 100_000 and "warnings" not in manifest
+    # every book shown in the window is the book a full replay showed at that same update: the
+    # quote-at-touch strategy sees every message, so both runs log a market row for each
+    qat = REPO / "config" / "backtests" / "quote_at_touch_sample.json"
+    run_backtest(load_run_spec(qat, {"from": "2024-08-08T23:57:00Z"}), tmp_path / "qw")
+    run_backtest(load_run_spec(qat), tmp_path / "qf")
+    q = "select data_seq, bid, ask, bid_size, ask_size from read_parquet('{}/market.parquet') where ts >= {}"
+    q += " order by seq"
+    window = con.execute(q.format(tmp_path / "qw", start)).fetchall()
+    full = con.execute(q.format(tmp_path / "qf", start)).fetchall()
+    assert len(window) > 1000 and window == full[: len(window)]
+
+
+def test_a_window_with_no_book_says_so(tmp_path):
+    """A window that starts before the data's first snapshot and ends before it: no strategy can
+    see a market, and the run says so instead of reporting zero trades as if nothing happened."""
+    spec = load_run_spec(CONFIG, {"from": "2024-08-08T23:00:00Z", "to": "2024-08-08T23:54:15Z"})
+    from engine.errors import DataError
+
+    with pytest.raises(DataError, match="no market data rows in the selected range"):
+        run_backtest(spec, tmp_path / "w")
+
+
+def test_data_without_a_snapshot_gives_a_run_that_says_no_book_was_valid(tmp_path):
+    from engine.strategy import Strategy
+
+    from simkit import MS, Rows, run
+
+    rows = Rows().delta(0, [(1, 1000, 5)]).delta(10 * MS, [(-1, 1001, 5)]).trade(20 * MS, 1, 1001, 1)
+    res = run(rows, Strategy, {}, run_dir=tmp_path / "r")
+    assert res.summary["fills"] == 0
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    root = res.node.spec.data_root
+    assert manifest["warnings"] == [
+        f"no valid order book in the window of {root}: the data has no snapshot at or before its start"
+    ]
+    assert "no valid order book" in (tmp_path / "r" / "logs" / "system.log").read_text()

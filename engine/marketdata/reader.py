@@ -15,11 +15,14 @@ row whose previous row of the same stream is not a snapshot row or ends a batch,
 the book. An empty snapshot (one row, side 0, price 0, size 0) is a book reset written where the
 importer lost sync: the book is unknown until the next snapshot.
 
-Time window: rows with ``start_ns <= ts_recv < end_ns``. A book cannot start from deltas, so
-when ``start_ns`` is given each stream's book rows (snapshot and delta) are skipped until the
-first snapshot that starts at or after ``start_ns``; trades and bbo rows are kept from
-``start_ns``. Without ``start_ns`` every row is replayed as stored (imports begin with a
-snapshot).
+Time window: rows with ``start_ns <= ts_recv < end_ns``. A book cannot start from deltas. With
+``warmup`` (what a backtest asks for) each stream starts at its last snapshot at or before
+``start_ns`` and yields the book rows (snapshot and delta) from there to ``start_ns`` as well, so
+the consumer can rebuild the book as it stood at ``start_ns`` (``warmup_until``: rows before it are
+history, not part of the window); streams with no snapshot before ``start_ns`` fall back to the
+rule without ``warmup``: their book rows are skipped until the first snapshot that starts at or
+after ``start_ns``. Trades and bbo rows are kept from ``start_ns``. Without ``start_ns`` every row
+is replayed as stored (imports begin with a snapshot).
 
 Errors (missing root, no matching partitions, unreadable or corrupt files, wrong schema, missing
 scale metadata) are ``DataError(path, reason)`` naming the file.
@@ -87,6 +90,7 @@ class ReplaySource:
         start_ns: int | None,
         end_ns: int | None,
         batch_rows: int,
+        warmup: bool = False,
     ) -> None:
         self.root = root
         self.streams: list[tuple[str, str]] = sorted(stream_files)
@@ -99,6 +103,12 @@ class ReplaySource:
         self.end_ns = end_ns
         self.batch_rows = batch_rows
         self._rows: int | None = None
+        #: per stream, (file index, row in file) of its last snapshot start at or before start_ns
+        self._warm: list[tuple[int, int] | None] = [None] * len(self.streams)
+        if warmup and start_ns is not None:
+            self._warm = [self._warm_position(files, start_ns) for files in self._files]
+        #: rows received before this are the books' history, replayed to rebuild them (None: none)
+        self.warmup_until = start_ns if any(w is not None for w in self._warm) else None
 
     def __repr__(self) -> str:
         return f"ReplaySource({self.root}, streams={self.streams}, files={len(self.files)})"
@@ -112,7 +122,9 @@ class ReplaySource:
             else:
                 cols = ("ts_recv", "kind", "batch_end")
                 self._rows = sum(
-                    len(chunk["ts_recv"]) for files in self._files for chunk in self._stream_chunks(files, cols)
+                    len(chunk["ts_recv"])
+                    for files, warm in zip(self._files, self._warm, strict=True)
+                    for chunk in self._stream_chunks(files, cols, warm)
                 )
         return self._rows
 
@@ -141,14 +153,18 @@ class ReplaySource:
             yield from self._merge()
 
     # --- per-stream reading -----------------------------------------------------------------
-    def _read_file(self, f: _File, columns: tuple[str, ...]) -> Iterator[dict[str, np.ndarray]]:
+    def _read_file(
+        self, f: _File, columns: tuple[str, ...], from_start: bool = True
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """``f``'s rows in about ``batch_rows`` at a time; row groups wholly before ``start_ns``
+        are skipped unless ``from_start`` is False (a warm-up reads the book's history)."""
         try:
             pf = pq.ParquetFile(f.path)
         except (OSError, pa.ArrowException) as exc:
             raise DataError(str(f.path), f"cannot read Parquet file: {exc}") from None
         with pf:
             md = pf.metadata
-            groups = _row_groups(md, self.start_ns, self.end_ns)
+            groups = _row_groups(md, self.start_ns if from_start else None, self.end_ns)
             if not groups:
                 return
             # Read group by group but hand out about ``batch_rows`` rows at a time.
@@ -163,44 +179,81 @@ class ReplaySource:
             if pending:
                 yield _to_numpy(f.path, pf, pending, columns)
 
-    def _stream_chunks(self, files: list[_File], columns: tuple[str, ...]) -> Iterator[dict[str, np.ndarray]]:
-        """One stream's rows in file order with the time window and the snapshot rule applied."""
+    def _warm_position(self, files: list[_File], start: int) -> tuple[int, int] | None:
+        """(file index, row in file) of the stream's last snapshot start at or before ``start``,
+        looking back from the file that holds ``start`` (only three columns are read)."""
+        cols = ("ts_recv", "kind", "batch_end")
+        candidates = [i for i, f in enumerate(files) if f.date_start <= start]
+        for fi in reversed(candidates):
+            found = None
+            prev_kind, prev_end, offset = -1, True, 0
+            for chunk in self._read_file(files[fi], cols, from_start=False):
+                ts, kind, bend = chunk["ts_recv"], chunk["kind"], chunk["batch_end"]
+                n = len(ts)
+                if n == 0:
+                    continue
+                starts = _snapshot_starts(kind, bend, prev_kind, prev_end)
+                starts &= ts <= start
+                if starts.any():
+                    found = (fi, offset + int(np.flatnonzero(starts)[-1]))
+                prev_kind, prev_end = int(kind[-1]), bool(bend[-1])
+                offset += n
+                if ts[-1] > start:
+                    break
+            if found is not None:
+                return found
+        return None
+
+    def _stream_chunks(
+        self, files: list[_File], columns: tuple[str, ...], warm: tuple[int, int] | None = None
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """One stream's rows in file order with the time window and the snapshot rule applied;
+        with ``warm``, from that snapshot start on, only book rows before ``start_ns``."""
         start, end = self.start_ns, self.end_ns
         need = tuple(dict.fromkeys((*columns, "ts_recv", "kind", "batch_end")))
-        waiting = start is not None
+        waiting = start is not None and warm is None
         prev_kind = -1
         prev_end = True
         prev_ts: int | None = None
-        for f in files:
+        for fi, f in enumerate(files):
             day_end = f.date_start + NS_PER_DAY
-            if (start is not None and day_end <= start) or (end is not None and f.date_start >= end):
+            if end is not None and f.date_start >= end:
                 continue
-            for chunk in self._read_file(f, need):
+            if warm is not None:
+                if fi < warm[0]:
+                    continue
+            elif start is not None and day_end <= start:
+                continue
+            offset = 0
+            for chunk in self._read_file(f, need, from_start=warm is None):
                 ts = chunk["ts_recv"]
                 n = len(ts)
                 if n == 0:
                     continue
+                base = offset
+                offset += n
                 if (prev_ts is not None and ts[0] < prev_ts) or not bool(np.all(ts[1:] >= ts[:-1])):
                     raise DataError(str(f.path), "rows are not sorted by ts_recv")
                 prev_ts = int(ts[-1])
                 kind = chunk["kind"]
                 bend = chunk["batch_end"]
                 keep = None
-                if start is not None or end is not None:
+                if warm is not None and start is not None:
+                    hi = n if end is None else int(np.searchsorted(ts, end, side="left"))
+                    keep = np.ones(n, dtype=bool)
+                    keep[hi:] = False
+                    if fi == warm[0] and warm[1] > base:
+                        keep[: warm[1] - base] = False
+                    book = (kind == _KIND_SNAPSHOT) | (kind == _KIND_DELTA)
+                    keep &= book | (ts >= start)  # before the window, only what rebuilds the book
+                elif start is not None or end is not None:
                     lo = 0 if start is None else int(np.searchsorted(ts, start, side="left"))
                     hi = n if end is None else int(np.searchsorted(ts, end, side="left"))
                     if lo > 0 or hi < n:
                         keep = np.zeros(n, dtype=bool)
                         keep[lo:hi] = True
                     if waiting:
-                        # Snapshot starts: kind 0 after a non-snapshot row or after a batch end.
-                        pk = np.empty(n, dtype=kind.dtype)
-                        pe = np.empty(n, dtype=bool)
-                        pk[0] = prev_kind
-                        pe[0] = prev_end
-                        pk[1:] = kind[:-1]
-                        pe[1:] = bend[:-1]
-                        starts = (kind == _KIND_SNAPSHOT) & ((pk != _KIND_SNAPSHOT) | pe)
+                        starts = _snapshot_starts(kind, bend, prev_kind, prev_end)
                         starts[:lo] = False
                         starts[hi:] = False
                         first = int(np.argmax(starts)) if starts.any() else n
@@ -223,7 +276,7 @@ class ReplaySource:
     # --- output -----------------------------------------------------------------------------
     def _single(self, files: list[_File]) -> Iterator[ColumnBatch]:
         zeros = np.zeros(0, dtype=np.int16)
-        for chunk in self._stream_chunks(files, NUMERIC_COLUMNS):
+        for chunk in self._stream_chunks(files, NUMERIC_COLUMNS, self._warm[0]):
             n = len(chunk["ts_recv"])
             if len(zeros) < n:
                 zeros = np.zeros(n, dtype=np.int16)
@@ -231,9 +284,24 @@ class ReplaySource:
             yield _batch(chunk, zeros[:n])
 
     def _merge(self) -> Iterator[ColumnBatch]:
-        iters = [self._stream_chunks(files, NUMERIC_COLUMNS) for files in self._files]
+        iters = [
+            self._stream_chunks(files, NUMERIC_COLUMNS, warm)
+            for files, warm in zip(self._files, self._warm, strict=True)
+        ]
         for cols, stream in merge_sorted(iters):
             yield _batch(cols, stream)
+
+
+def _snapshot_starts(kind: np.ndarray, bend: np.ndarray, prev_kind: int, prev_end: bool) -> np.ndarray:
+    """Rows that start a snapshot: kind 0 after a non-snapshot row or after a batch end."""
+    n = len(kind)
+    pk = np.empty(n, dtype=kind.dtype)
+    pe = np.empty(n, dtype=bool)
+    pk[0] = prev_kind
+    pe[0] = prev_end
+    pk[1:] = kind[:-1]
+    pe[1:] = bend[:-1]
+    return (kind == _KIND_SNAPSHOT) & ((pk != _KIND_SNAPSHOT) | pe)
 
 
 def _batch(cols: dict[str, np.ndarray], stream: np.ndarray) -> ColumnBatch:
@@ -369,13 +437,15 @@ def open_dataset(
     start_ns: int | None = None,
     end_ns: int | None = None,
     batch_rows: int = 65536,
+    warmup: bool = False,
 ) -> ReplaySource:
     """Open the market data under ``root`` for replay (see the module docstring)."""
     if batch_rows < 1:
         raise ValueError("batch_rows must be positive")
     if start_ns is not None and end_ns is not None and end_ns <= start_ns:
         raise DataError(str(root), f"empty time window: end {end_ns} is not after start {start_ns}")
-    found = discover(root, venue, symbols, start_ns, end_ns)
+    # a warm-up may need files before the window: the last snapshot can be days before start_ns
+    found = discover(root, venue, symbols, None if warmup else start_ns, end_ns)
     if not found:
         what = [f"venue={venue}" if venue else "", f"symbols={','.join(symbols)}" if symbols else ""]
         filt = " ".join(w for w in what if w)
@@ -392,4 +462,4 @@ def open_dataset(
                 )
             files.append(_File(path, day, num_rows, ps, ss))
         stream_files[key] = files
-    return ReplaySource(Path(root), stream_files, start_ns, end_ns, batch_rows)
+    return ReplaySource(Path(root), stream_files, start_ns, end_ns, batch_rows, warmup)

@@ -11,12 +11,14 @@ from typing import Any
 
 from engine.engine import Engine
 from engine.errors import DataError
-from engine.logs import flush_logs, setup_logging
+from engine.logs import flush_logs, get_logger, setup_logging
 from engine.marketdata.prefetch import prefetch
 from engine.runners.node import Node, build_node, code_version, summarize, wall_clock_info
 from engine.runners.spec import RunSpec
-from sim.kernel import warm_up
+from sim.kernel import ST_VALID, warm_up
 from sim.replay import ReplayStats
+
+_log = get_logger("system")
 
 __all__ = ["DRAIN_NS", "BacktestResult", "code_version", "open_backtest", "run_backtest", "summarize"]
 
@@ -52,7 +54,12 @@ def open_backtest(
         from engine.marketdata.reader import open_dataset
 
         source = open_dataset(
-            spec.data_root, venue=spec.venue, symbols=spec.symbols, start_ns=spec.start_ns, end_ns=spec.end_ns
+            spec.data_root,
+            venue=spec.venue,
+            symbols=spec.symbols,
+            start_ns=spec.start_ns,
+            end_ns=spec.end_ns,
+            warmup=True,  # the books at --from are rebuilt from the last snapshot before it
         )
     return build_node(
         spec,
@@ -72,26 +79,24 @@ def run_node(
     """Replay the node's data to the end, drain what is in flight, close the event log."""
     source = node.source
     engine = node.engine
-    clock = node.clock
     driver = node.replay
     assert driver is not None and source is not None
     if on_total is not None:
         on_total(source.rows)
 
-    def batches():
-        started = False
-        for cb in prefetch(source):
-            if not started and len(cb.ts_recv):
-                clock.ts = int(cb.ts_recv[0])  # type: ignore[union-attr]
-                engine.start()
-                started = True
-            yield cb
-        if not started:
-            raise DataError(str(node.spec.data_root), "no market data rows in the selected range")
+    started = False
+
+    def on_window(ts: int) -> None:
+        nonlocal started
+        started = True
+        engine.start()
 
     warm_up()
     t0 = time.perf_counter()
-    stats = driver.run(batches(), on_progress)
+    warmup_until = getattr(source, "warmup_until", None)
+    stats = driver.run(prefetch(source), on_progress, warmup_until, on_window)
+    if not started:
+        raise DataError(str(node.spec.data_root), "no market data rows in the selected range")
     driver.drain(driver.last_ts + DRAIN_NS)
     engine.stop()
     wall = time.perf_counter() - t0
@@ -106,6 +111,16 @@ def run_node(
         "rows": stats.rows,
         "referenced_not_copied": True,
     }
+    if warmup_until is not None:
+        node.extra_manifest["data"]["book_history_rows"] = stats.warmup_rows
+    if engine.book_events == 0 and not driver.st[:, ST_VALID].any():
+        # nothing was wrong with the run, yet no strategy ever saw a market: the operator must hear it
+        why = (
+            f"no valid order book in the window of {node.spec.data_root}: the data has no snapshot at or "
+            "before its start" + (" (--from)" if node.spec.start_ns is not None else "")
+        )
+        _log.warning(why)
+        node.extra_manifest["warnings"] = [why]
     manifest = node.manifest(summary)
     node.recorder.close(manifest)
     flush_logs()  # lines logged on a running loop (a backtest started from async code) wait for it
