@@ -3,6 +3,10 @@
 Reports read only these files (through DuckDB), so a backtest and a live session of the same
 events give the same report. Each table is one Parquet file named ``<table>.parquet``; a live
 session that rolls files writes ``<table>-<n>.parquet`` parts (readers glob ``<table>*.parquet``).
+While a paper or live session runs, and after it crashed until it is recovered, a table is an
+Arrow IPC stream ``<table>.arrows`` (later segments ``<table>-<n>.arrows``) with the same schema,
+readable up to its last complete batch; a graceful close or ``engine.recorder.recover_run`` turns
+it into ``<table>.parquet`` (``docs/crash-safety.md``).
 
 Timestamps are int64 nanoseconds on the engine's local clock (simulated in a backtest, wall clock
 live) unless named ``ts_event``/``ts_venue`` (venue clock). ``seq`` is one counter across all tables
@@ -202,7 +206,12 @@ TABLES: dict[str, pa.Schema] = {
 }
 
 MANIFEST = "manifest.json"
-# manifest.json keys: run_id, mode (backtest|paper|live), latency_source (simulated|measured),
-# config (the resolved config), config_path, data {root, venue, symbols, from_ns, to_ns, files,
-# rows}, code_version, seeds, strategies [ids], instruments [{venue, symbol, tick, lot, ...}],
-# summary {pnl, fees, trades, ...} written at the end of the run.
+# manifest.json keys: run_id, name (the config's), mode (backtest|paper|live), latency_source
+# (simulated|measured), config (the resolved config, secrets redacted), config_path, data {root,
+# venue, symbols, from_ns, to_ns, files, rows}, code_version, seeds, strategies [ids], instruments
+# [{venue, symbol, tick, lot, ...}], summary {pnl, fees, trades, ...} written at the end of the run.
+# A backtest writes it once, at the end. A paper or live session writes it when it starts, without
+# a summary, and again when it closes; those add: status (running -> closed; crashed once a run
+# that died running is recovered), started_at, closed_at (UTC, ms), continues / continued_by (the
+# run id a restart after a crash continues, and the run that continued it), recovered_at,
+# recovered_rows {table: rows}, recovered_torn_segments. A run without a status is closed.

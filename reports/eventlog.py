@@ -4,12 +4,21 @@ Every table the reports need is loaded once into an in-memory DuckDB database wi
 column (the index of the run in the set), so a report over one run and an aggregate over many
 runs are the same SQL. Only the columns the reports read are loaded, and a strategy filter is
 pushed into the Parquet scan. Anything wrong with the files becomes a one-line ``RunLogError``.
+
+A paper or live run that is still running, or that crashed (``kill -9``, a power loss) and was
+not recovered yet, has its tables as Arrow IPC streams (``<table>.arrows``, ``engine.recorder``)
+instead of ``<table>.parquet``. The reports read them as they are, never changing the run: each
+such table is copied, up to the last complete batch of each segment, into a Parquet file in a
+temporary directory (``RunInfo.table_paths``, bounded memory) and scanned like any other; a table
+with neither file is empty. ``engine.recorder.recover_run`` (or the next session of the same
+config) turns the streams into the run's own ``<table>.parquet``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +30,7 @@ import pyarrow.parquet as pq
 
 from engine.errors import RunLogError
 from engine.eventlog_schema import MANIFEST, TABLES
+from engine.recorder import stream_files, streams_to_parquet
 
 # Columns each report reads, per table. Keeping the list short keeps the 1M-fill benchmark fast.
 FILL_COLUMNS = (
@@ -42,16 +52,51 @@ _PART = re.compile(r"^(?P<table>[a-z]+)(?:-(?P<n>\d+))?\.parquet$")
 
 @dataclass
 class RunInfo:
-    """One run directory: its manifest and the Parquet files of each table (parts in order)."""
+    """One run directory: its manifest, the Parquet files of each table (parts in order) and the
+    stream segments of the tables that have no Parquet file yet (a running or crashed session)."""
 
     path: Path
     run_id: str
     manifest: dict[str, Any]
     files: dict[str, list[Path]] = field(default_factory=dict)
+    streams: dict[str, list[Path]] = field(default_factory=dict)
+    _copies: dict[str, list[Path]] = field(default_factory=dict, repr=False)
+    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     @property
     def mode(self) -> str:
         return str(self.manifest.get("mode") or "unknown")
+
+    @property
+    def partial(self) -> bool:
+        """A session's log that was never closed: read from its streams, missing tables are empty."""
+        return bool(self.streams) or self.manifest.get("status") in ("running", "crashed")
+
+    def table_paths(self, table: str) -> list[Path]:
+        """The Parquet files holding ``table``: the run's own, else a copy of what its streams hold
+        (made once, in a temporary directory), else, for a partial run, an empty table."""
+        files = self.files.get(table)
+        if files:
+            return files
+        if table in self._copies:
+            return self._copies[table]
+        segments = self.streams.get(table, [])
+        own = self.path / f"{table}.parquet"
+        if segments and own.exists():  # converted meanwhile (the session closed)
+            self._copies[table] = [own]
+            return self._copies[table]
+        if not segments and not self.partial:
+            return []
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"hft-{self.path.name}-")
+        out = Path(self._tmp.name) / f"{table}.parquet"
+        try:
+            streams_to_parquet(segments, table, out, durable=False)
+        except Exception as exc:
+            where = str(segments[0] if segments else self.path)
+            raise RunLogError(where, f"unreadable stream ({_first_line(exc)})") from None
+        self._copies[table] = [out]
+        return self._copies[table]
 
     def strategies(self) -> list[str]:
         """Strategy ids named in the manifest (strings, or objects with an ``id``/``strategy_id``)."""
@@ -67,7 +112,8 @@ class RunInfo:
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The run's manifest, ``{}`` when there is none (a live session that has not closed yet)."""
+    """The run's manifest, ``{}`` when there is none (a run written before sessions wrote theirs at
+    start)."""
     path = run_dir / MANIFEST
     if not path.exists():
         return {}
@@ -99,14 +145,15 @@ def inspect_run(run_dir: str | Path) -> RunInfo:
         raise RunLogError(str(path), "not a directory (expected runs/<run_id>/)")
     manifest = read_manifest(path)
     files = table_files(path)
-    if not manifest and not files:
+    streams = {t: s for t, s in stream_files(path).items() if t not in files}
+    if not manifest and not files and not streams:
         raise RunLogError(str(path), f"not an event log: no {MANIFEST} and no <table>.parquet files")
     run_id = str(manifest.get("run_id") or path.name)
-    return RunInfo(path=path, run_id=run_id, manifest=manifest, files=files)
+    return RunInfo(path=path, run_id=run_id, manifest=manifest, files=files, streams=streams)
 
 
 def _check_files(run: RunInfo, table: str, columns: Sequence[str]) -> list[Path]:
-    files = run.files.get(table, [])
+    files = run.table_paths(table)
     for f in files:
         try:
             schema = pq.read_schema(f)
@@ -151,7 +198,7 @@ class EventLog:
     def require(self, tables: Iterable[str]) -> None:
         for run in self.runs:
             for table in tables:
-                if not run.files.get(table):
+                if not run.table_paths(table):
                     raise RunLogError(str(run.path), f"missing {table}.parquet")
 
     # --- loading -----------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """Finding runs under a runs root: the latest run of a strategy, and the runs of the last N days.
 
 A run is a directory directly under the root holding a ``manifest.json`` or event-log Parquet
-files. Its strategies come from the manifest (else from the strategy ids in its fills and orders);
-its time span from ``run_info.json`` for backtests (when the run was made), else the manifest's
-``data.from_ns``/``data.to_ns``, else the first and last event timestamps. "Latest" means most
-recently written: the manifest's modification time (else the directory's), ties broken by name.
+files (or, for a paper or live session still running or crashed, the streams it writes, read as
+``reports.eventlog`` says). Its strategies come from the manifest (else from the strategy ids in
+its fills and orders); its time span from ``run_info.json`` for backtests (when the run was made),
+else the manifest's ``data.from_ns``/``data.to_ns``, else the first and last event timestamps.
+"Latest" means most recently written: the manifest's modification time (else the directory's),
+ties broken by name. A session writes its manifest when it starts and when it closes; a session
+that continues a crashed run writes its own after marking the crashed one, so it is the latest.
 """
 
 from __future__ import annotations
@@ -59,7 +62,10 @@ def discover_runs(root: str | Path) -> list[RunEntry]:
 
 
 def _event_stat(info: RunInfo, sql_agg: str, tables: tuple[str, ...]) -> list[tuple]:
-    files = [f for t in tables for f in info.files.get(t, [])]
+    try:
+        files = [f for t in tables for f in info.table_paths(t)]
+    except HftError:
+        return []
     if not files:
         return []
     try:

@@ -52,14 +52,15 @@ def test_background_writes_the_same_event_log(tmp_path: Path) -> None:
 def test_full_buffers_are_written_by_the_recorder_thread(tmp_path: Path) -> None:
     rec = Recorder(tmp_path, flush_rows=500, background=True)
     fill(rec, 499)
-    assert not (tmp_path / "market.parquet").exists()
+    assert not (tmp_path / "market.arrows").exists()
     rec.add("market", market_row(499))  # the 500th row hands the buffer over
     rec.flush()  # waits for the thread
-    assert (tmp_path / "market.parquet").stat().st_size > 0
+    assert (tmp_path / "market.arrows").stat().st_size > 0  # the live stream (``engine.recorder``)
     assert any(t.name.startswith("recorder") for t in threading.enumerate())
     rec.close()
     assert not any(t.name.startswith("recorder") for t in threading.enumerate())
     assert len(rows(tmp_path, "market")) == 500
+    assert not list(tmp_path.glob("*.arrows"))  # each stream became <table>.parquet at close
 
 
 def test_a_failed_write_is_reported_and_written_again_at_close(tmp_path: Path) -> None:
@@ -72,8 +73,8 @@ def test_a_failed_write_is_reported_and_written_again_at_close(tmp_path: Path) -
         while not log.grep("Event log write failed for table market") and time.monotonic() < deadline:
             time.sleep(0.01)
         said = log.grep("Event log write failed for table market")
-        assert said and "market.parquet" in said[0] and "200 rows are kept" in said[0]
-        with pytest.raises(RecorderError, match=r"table market .*market\.parquet"):
+        assert said and "market.arrows" in said[0] and "200 rows are kept" in said[0]
+        with pytest.raises(RecorderError, match=r"table market .*market\.arrows"):
             rec.flush()
         fill(rec, 200)  # hand-off 2 fails too
     run_dir.mkdir()  # the disk is back: close writes every row that was held

@@ -101,10 +101,13 @@ class Node:
     extra_manifest: dict[str, Any] = field(default_factory=dict)
 
     # --- the manifest every mode writes -----------------------------------------------------------
-    def manifest(self, summary: dict[str, Any]) -> dict[str, Any]:
+    def manifest(self, summary: dict[str, Any] | None) -> dict[str, Any]:
+        """What the run is (config, code, models) and, once it has ended, its ``summary``. A paper or
+        live session writes it without a summary when it starts (``session``), with it when it closes."""
         spec = self.spec
         out: dict[str, Any] = {
             "run_id": self.run_dir.name if self.run_dir is not None else "",
+            "name": spec.name,
             "mode": self.mode,
             "latency_source": "simulated" if self.mode in ("backtest", "paper") else "measured",
             "config_path": spec.path,
@@ -143,7 +146,8 @@ class Node:
                 },
             }
         out.update(self.extra_manifest)
-        out["summary"] = {k: v for k, v in summary.items() if k not in ("rows_per_s", "wall_s")}
+        if summary is not None:
+            out["summary"] = {k: v for k, v in summary.items() if k not in ("rows_per_s", "wall_s")}
         return out
 
 
@@ -348,7 +352,8 @@ def build_node(
             raise ConfigError(spec.path, f"strategies: Symbol not found: {', '.join(missing)}")
         clock = LiveClock()
         scheduler = AsyncScheduler(loop or asyncio.get_event_loop(), clock)
-        # a full buffer is written from a thread of its own: it must not stall the feed
+        # written from a thread of its own, as crash-safe streams handed over every second by the
+        # session (``Recorder.start_flushing``): a write must not stall the feed, a crash lose the day
         recorder = Recorder(run_dir, background=True)
     used = {k: instruments[k] for k in streams}
     portfolio = Portfolio(spec.balances)

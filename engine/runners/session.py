@@ -13,13 +13,34 @@ node (``node.build_node``); ``Session.start`` then, in this order:
 ``Session.stop`` ends it in order: feeds first (no new decisions), then, when configured, every
 open order is cancelled and its answer awaited, then the engine stops, the adapters close
 (pending answers are waited for briefly) and the event log is closed with its manifest.
+
+A session survives a crash of its process (``engine.recorder`` has the event log's side). Before
+anything else, ``start``:
+
+- takes the run directory's lock (``RunLock``, held until ``stop``; the kernel drops it when the
+  process dies, ``kill -9`` included);
+- looks for the latest earlier run of the same config name and mode beside the new one (the runs
+  root, or the parent of ``--out``). If that run crashed (its manifest says ``running`` and nobody
+  holds its lock), it is recovered (``recover_run``: its streams become Parquet, its manifest says
+  ``"status": "crashed"`` and ``recovered_at``) and the two are linked: the new manifest says
+  ``"continues": <run id>``, the old one ``"continued_by"``. A run that closed, or one still
+  running, is left alone;
+- writes ``manifest.json`` at once (``"status": "running"``, mode, name, the redacted config, code
+  version, strategies, instruments, models, ``started_at``) and ``run_info.json`` (``started_at``,
+  pid, host): a crashed run says what it was;
+- has the recorder hand its rows to the writer thread every second and after every fill.
+
+``stop`` rewrites the manifest with ``"status": "closed"``, ``closed_at`` and the summary.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
+import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +53,7 @@ from engine.events import Trade
 from engine.gcpolicy import thread_switch, trading_gc
 from engine.logs import flush_logs, get_logger, setup_logging
 from engine.reconcile import ReconcilePolicy, ReconcileResult, reconcile_venue
+from engine.recorder import RecorderError, RunLock, read_manifest, recover_run, run_state, utc_stamp
 from engine.runners import registry
 from engine.runners.node import Node, build_node, summarize, wall_clock_info
 from engine.runners.spec import RunSpec
@@ -127,6 +149,74 @@ class Session:
         self._tasks: list[asyncio.Task[None]] = []
         self._t0 = 0.0
         self.started = False
+        self._lock: RunLock | None = None
+        self._lock_refused = False
+        #: the manifest's run-state keys: status, started_at, continues
+        self.lifecycle: dict[str, Any] = {}
+
+    # --- the run: lock, crashed predecessor, manifest at start ---------------------------------------
+    def _begin_run(self) -> None:
+        node = self.node
+        run_dir = node.run_dir
+        if run_dir is None or not node.recorder.enabled:
+            return
+        lock = RunLock(run_dir)
+        if not lock.acquire():
+            self._lock_refused = True
+            raise HftError(f"Run directory {run_dir} is in use by another session (it holds {lock.path})")
+        self._lock = lock
+        state: dict[str, Any] = {"status": "running", "started_at": utc_stamp()}
+        previous = self._continue_crashed(run_dir)
+        if previous is not None:
+            state["continues"] = previous
+        self.lifecycle = state
+        self._describe_data()
+        node.recorder.write_manifest({**node.manifest(None), **state})
+        info = {"started_at": state["started_at"], "pid": os.getpid(), "host": socket.gethostname()}
+        (run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+        node.recorder.start_flushing(asyncio.get_running_loop())
+
+    def _continue_crashed(self, run_dir: Path) -> str | None:
+        """Recover the latest earlier run of this config name and mode if it crashed, and link it."""
+        node = self.node
+        latest: tuple[tuple[float, str], Path, dict[str, Any]] | None = None
+        try:
+            siblings = [p for p in run_dir.parent.iterdir() if p != run_dir and p.is_dir()]
+        except OSError:
+            return None
+        for p in siblings:
+            m = read_manifest(p)
+            if m.get("mode") != node.mode:
+                continue
+            config = m.get("config")
+            name = m.get("name") or (config.get("name") if isinstance(config, dict) else None)
+            if name != node.spec.name:
+                continue
+            key = (_started(m, p), p.name)
+            if latest is None or key > latest[0]:
+                latest = (key, p, m)
+        if latest is None:
+            return None
+        _, previous, m = latest
+        if m.get("continued_by") or run_state(previous, m) != "crashed":
+            return None
+        try:
+            m = recover_run(previous, continued_by=run_dir.name)
+        except (RecorderError, OSError) as exc:
+            _log.error(f"crashed run {previous} not recovered, this run does not continue it: {exc}")
+            return None
+        if m.get("continued_by") != run_dir.name:
+            return None
+        rows = m.get("recovered_rows") or {}
+        _log.info(f"continuing crashed run {previous.name} ({sum(rows.values())} rows recovered: {rows})")
+        return previous.name
+
+    def _describe_data(self) -> None:
+        node = self.node
+        node.extra_manifest["data"] = {"live": True, "symbols": [f"{v}:{s}" for v, s in node.streams]}
+        node.extra_manifest["venues"] = {
+            v: {"profile": a.profile.name, "adapter": type(a).__name__} for v, a in node.adapters.items()
+        }
 
     # --- start -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -134,6 +224,7 @@ class Session:
         engine = node.engine
         spec = node.spec
         self._t0 = time.perf_counter()
+        self._begin_run()
         if node.mode == "live":
             for venue, adapter in node.adapters.items():
                 try:
@@ -226,16 +317,25 @@ class Session:
         stats = ReplayStats()
         stats.rows = self.matching.messages if self.matching is not None else engine.book_events
         summary = summarize(engine, stats, wall)
-        node.extra_manifest["data"] = {"live": True, "symbols": [f"{v}:{s}" for v, s in node.streams]}
-        node.extra_manifest["venues"] = {
-            v: {"profile": a.profile.name, "adapter": type(a).__name__} for v, a in node.adapters.items()
-        }
+        if self._lock_refused:  # the directory is another session's: write nothing into it
+            node.recorder.discard()
+            return summary
+        self._describe_data()
         if self.reconciled:
             node.extra_manifest["reconciliation"] = [r.__dict__ for r in self.reconciled]
-        node.recorder.close(node.manifest(summary))
-        if node.run_dir is not None:
-            info = wall_clock_info(wall)
-            (node.run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+        manifest = node.manifest(summary)
+        if self.lifecycle:
+            manifest.update(self.lifecycle, status="closed", closed_at=utc_stamp())
+        try:
+            node.recorder.close(manifest)
+            if node.run_dir is not None:
+                extra = {"started_at": self.lifecycle["started_at"]} if self.lifecycle else {}
+                info = wall_clock_info(wall, **extra)
+                (node.run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
         return summary
 
     async def _cancel_open(self) -> None:
@@ -253,6 +353,18 @@ class Session:
         left = [o.client_order_id for o in orders if not o.status.is_terminal]
         if left:
             _log.error("open orders not confirmed cancelled at stop: %s", ", ".join(left))
+
+
+def _started(manifest: dict[str, Any], run_dir: Path) -> float:
+    """When a run started (its manifest's ``started_at``), else when its manifest was last written."""
+    stamp = manifest.get("started_at")
+    if isinstance(stamp, str):
+        with contextlib.suppress(ValueError):
+            return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    try:
+        return (run_dir / "manifest.json").stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 async def run_session(
