@@ -171,16 +171,41 @@ def _mode_full(spec, loops: int, repeat: int) -> dict:
 
 
 def _child(args: argparse.Namespace) -> int:
+    from engine.errors import HftError
     from engine.runners.spec import load_run_spec
 
-    spec = load_run_spec(args.config, {"data": args.data} if args.data else None)
-    fn = _mode_book if args.mode == "book" else _mode_full
-    print(json.dumps(fn(spec, args.loops, args.repeat)))
+    try:
+        spec = load_run_spec(args.config, {"data": args.data} if args.data else None)
+        fn = _mode_book if args.mode == "book" else _mode_full
+        print(json.dumps(fn(spec, args.loops, args.repeat)))
+    except HftError as exc:  # missing or corrupt data: one line, as the parent prints it
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments, in one line (None: nothing): counts must be >= 1 and the
+    config must load, before any child process starts."""
+    from engine.errors import HftError
+    from engine.runners.spec import load_run_spec
+
+    for flag, value in (("--repeat", args.repeat), ("--loops", args.loops)):
+        if value < 1:
+            return f"{flag} must be an integer >= 1, got {value}"
+    try:
+        load_run_spec(args.config, {"data": args.data} if args.data else None)
+    except HftError as exc:
+        return str(exc)
+    return None
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m bench.backtest") -> int:
     args = parser(prog).parse_args(argv)
+    problem = _check(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.child:
         return _child(args)
     modes = ["book", "full"] if args.mode == "all" else [args.mode]
@@ -195,7 +220,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench.backtest") 
             cmd += ["--data", args.data]
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if out.returncode != 0:
-            print(out.stderr, file=sys.stderr)
+            print(out.stderr.rstrip("\n"), file=sys.stderr)
             return out.returncode
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     if args.json:

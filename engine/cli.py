@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except HftError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from engine.logs import redact
+
+        print(f"error: {redact(str(exc))}", file=sys.stderr)  # an error may quote a request or a URL
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

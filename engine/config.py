@@ -6,17 +6,28 @@ repository root, so the shipped configs work from a fresh clone wherever ``hft``
 
 from __future__ import annotations
 
+import difflib
 import json
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.logs import redact
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _MISSING = object()
 
 
 def load_json(path: str | Path) -> dict[str, Any]:
+    """A config file's top-level object; a credential anywhere in it is refused (``refuse_secrets``)."""
+    data = read_json(path)
+    refuse_secrets(data, str(path))
+    return data
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON file's top-level object, nothing checked but the syntax."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -60,6 +71,10 @@ class Section:
 
     def fail(self, key: str, reason: str) -> ConfigError:
         return ConfigError(self.path, f"{self._name(key)}: {reason}")
+
+    def known(self, keys: Collection[str]) -> None:
+        """A typo must not silently run with a default: every key here must be one of ``keys``."""
+        check_known(self.data, keys, self.path, self.where)
 
     def has(self, key: str) -> bool:
         return key in self.data and self.data[key] is not None
@@ -115,6 +130,33 @@ class Section:
         return list(v)
 
 
+# --- unknown fields ---------------------------------------------------------------------------
+def suggestion(name: str, choices: Iterable[str]) -> str:
+    """``", did you mean 'maker_fee'?"`` when one of ``choices`` is a near miss of ``name``, else ``""``."""
+    options = [c for c in choices if isinstance(c, str)]
+    lowered = {c.lower(): c for c in options}
+    if isinstance(name, str) and name.lower() in lowered:  # a case slip: ``Maker_Fee``
+        return f", did you mean {lowered[name.lower()]!r}?"
+    close = difflib.get_close_matches(str(name), options, n=1, cutoff=0.6)
+    return f", did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_field(name: str, known: Collection[str], what: str = "field") -> str:
+    """The reason of an unknown-key error: ``unknown field, did you mean 'x'? (expected one of ...)``."""
+    return f"unknown {what}{suggestion(name, known)} (expected one of {', '.join(sorted(known))})"
+
+
+def check_known(data: Any, keys: Collection[str], path: str, where: str = "") -> None:
+    """``ConfigError(path, "<where>.<key>: unknown field, did you mean ...")`` for the first key of
+    the mapping ``data`` that is not one of ``keys`` (in sorted order, so the error is stable)."""
+    if not isinstance(data, dict):
+        return
+    unknown = sorted(str(k) for k in data if k not in keys)
+    if unknown:
+        name = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(path, f"{name}: {unknown_field(unknown[0], keys)}")
+
+
 # --- secrets ----------------------------------------------------------------------------------
 #: keys whose values are credentials: refused in every config file, masked in every copy we keep
 SECRET_KEYS = frozenset(
@@ -122,14 +164,24 @@ SECRET_KEYS = frozenset(
 )
 
 
+#: the names above without ``_``/``-`` and case: ``apiKey``, ``API-SECRET`` and ``secretKey`` are credentials too
+_SECRET_NAMES = frozenset(k.replace("_", "") for k in SECRET_KEYS) | {"accesstoken"}
+
+
+def is_secret_key(key: Any) -> bool:
+    """Whether a config key names a credential: ``api_key``, ``apiKey``, ``API-SECRET``, ``secret``,
+    ``passphrase``... (``key`` alone is too common a word to refuse; these are not, and the names
+    of the environment variables that hold keys, ``api_key_env``, are not credentials)."""
+    return isinstance(key, str) and key.lower().replace("-", "").replace("_", "") in _SECRET_NAMES
+
+
 def find_secrets(obj: Any, where: str = "") -> list[str]:
-    """Dotted paths of every secret-named key, at any depth of a parsed config (``key`` alone is
-    too common a word to refuse; the names above are not)."""
+    """Dotted paths of every secret-named key, at any depth of a parsed config."""
     found: list[str] = []
     if isinstance(obj, dict):
         for k, v in obj.items():
             path = f"{where}.{k}" if where else str(k)
-            if isinstance(k, str) and k.lower() in SECRET_KEYS:
+            if is_secret_key(k):
                 found.append(path)
             found += find_secrets(v, path)
     elif isinstance(obj, list):
@@ -138,13 +190,24 @@ def find_secrets(obj: Any, where: str = "") -> list[str]:
     return found
 
 
+def refuse_secrets(obj: Any, path: str, hint: str = "") -> None:
+    """``ConfigError(path, "<dotted.field>: API keys must not be stored in config files ...")`` when
+    a credential is found at any depth of ``obj`` (run, strategy, exchange and instrument files
+    alike). The value is never echoed."""
+    found = find_secrets(obj)
+    if found:
+        where = hint or "keys come from the environment (the exchange config names the variables)"
+        raise ConfigError(path, f"{found[0]}: API keys must not be stored in config files; {where}")
+
+
 def redact_secrets(obj: Any) -> Any:
-    """A copy of ``obj`` with the value of every secret-named key replaced by ``"***"`` (what a
-    manifest may keep of a config)."""
+    """A copy of ``obj`` with the value of every secret-named key replaced by ``"***"``, and every
+    string passed through the log redactor (labelled keys and signatures, and the exact key and
+    secret values this process holds): what a manifest may keep of a config."""
     if isinstance(obj, dict):
-        return {
-            k: "***" if isinstance(k, str) and k.lower() in SECRET_KEYS else redact_secrets(v) for k, v in obj.items()
-        }
-    if isinstance(obj, list):
+        return {k: "***" if is_secret_key(k) else redact_secrets(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
         return [redact_secrets(v) for v in obj]
+    if isinstance(obj, str):
+        return redact(obj)
     return obj

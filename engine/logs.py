@@ -3,7 +3,11 @@
 ``system.log, errors.log, market_data.log, orders.log, strategies.log, risk.log, exchanges.log``
 under the log directory (``HFT_LOG_DIR``, default ``/var/log/hft_system`` for the daemon and
 ``<run_dir>/logs`` for backtests). Every WARNING or worse also goes to ``errors.log``.
-Log lines never carry secrets: ``redact`` strips anything that looks like a key or signature.
+Log lines never carry secrets: ``redact`` strips anything that looks like a labelled key or
+signature (``signature=...``, ``"X-MBX-APIKEY": "..."``) and, wherever they appear, the exact key
+and secret values this process holds (``register_secret``: the venue adapters register the
+credentials they load; ``setup_logging`` registers the values of environment variables named
+``*_API_KEY``, ``*_API_SECRET``, ``*_SECRET_KEY``, ``*_PASSPHRASE``).
 """
 
 from __future__ import annotations
@@ -28,8 +32,36 @@ _SECRET = re.compile(
 
 _running_loop = asyncio._get_running_loop  # the C accessor: no exception when there is none
 
+#: environment variables whose values are credentials (``BINANCE_API_KEY``, ``X_PASSPHRASE``, ...)
+SECRET_ENV_SUFFIXES = ("_API_KEY", "_API_SECRET", "_SECRET_KEY", "_PASSPHRASE")
+#: shorter values are not masked: they would blank out ordinary words and numbers
+MIN_SECRET_LEN = 6
+_values: tuple[str, ...] = ()  # registered secret values, longest first
+_values_lock = threading.Lock()
+
+
+def register_secret(*values: str | None) -> None:
+    """Mask these exact values in every log line from now on (API keys, secrets, passphrases as
+    loaded by a venue adapter). Empty, short (< ``MIN_SECRET_LEN``) and non-text values are
+    ignored; registering a value twice is harmless."""
+    global _values
+    new = {v.strip() for v in values if isinstance(v, str) and len(v.strip()) >= MIN_SECRET_LEN}
+    if not new - set(_values):
+        return
+    with _values_lock:
+        _values = tuple(sorted(set(_values) | new, key=len, reverse=True))
+
+
+def register_env_secrets(env: dict[str, str] | None = None) -> None:
+    """Register the values of the environment's credential variables (``SECRET_ENV_SUFFIXES``)."""
+    env = dict(os.environ) if env is None else env
+    register_secret(*(v for k, v in env.items() if k.upper().endswith(SECRET_ENV_SUFFIXES)))
+
 
 def redact(text: str) -> str:
+    for value in _values:
+        if value in text:
+            text = text.replace(value, "***")
     return _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 
 
@@ -163,9 +195,11 @@ def setup_logging(
     log_dir: str | os.PathLike[str] | None, level: int = logging.INFO, console: bool = False, buffered: bool = False
 ) -> Path | None:
     """Attach one file per component plus ``errors.log``. ``None`` keeps logs in memory only.
+    The values of the environment's credential variables are registered for redaction first.
     ``buffered`` (backtests): lines below ERROR are not flushed one by one (``flush_logs`` at the
     end of the run writes what is left); an operator tailing a live daemon's logs wants each line
     at once, so the live modes leave it off."""
+    register_env_secrets()
     root = logging.getLogger("hft")
     for h in list(root.handlers):
         root.removeHandler(h)

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from engine.config import unknown_field
 from engine.errors import ConfigError
 from engine.logs import get_logger
 from engine.model import Instrument, OrderType, Side
@@ -105,7 +106,7 @@ class RiskLimits:
         for key, value in d.items():
             name = ALIASES.get(key, key)
             if name not in known:
-                raise ConfigError(where, f"risk.{key}: unknown field (expected one of {', '.join(sorted(known))})")
+                raise ConfigError(where, f"risk.{key}: {unknown_field(key, [*known, *ALIASES])}")
             if name in ("trading_enabled", "check_balance"):
                 if not isinstance(value, bool):
                     raise ConfigError(where, f"risk.{key}: must be true or false")

@@ -15,28 +15,28 @@ from engine.events import Fill
 from engine.model import Side
 from engine.orders import Order
 from engine.strategy import Strategy
+from engine.strategy_params import Param, Params
 
-DEFAULTS = {
-    "half_spread_bps": 0.5,
-    "order_size": 0.01,
-    "max_inventory": 0.1,
-    "skew_bps": 1.0,
-    "refresh_ms": 250,
-    "requote_bps": 0.2,
-    "post_only": True,
-}
+PARAMS = Params(
+    half_spread_bps=Param("number", 0.5, gt=0, doc="distance of each quote from the reservation price"),
+    order_size=Param("number", 0.01, gt=0, doc="base units per quote"),
+    max_inventory=Param("number", 0.1, gt=0, doc="position (base units) at which the adding side is pulled"),
+    skew_bps=Param("number", 1.0, ge=0, doc="reservation shift at max_inventory"),
+    refresh_ms=Param("number", 250, gt=0, doc="minimum time between requotes"),
+    requote_bps=Param("number", 0.2, ge=0, doc="move (of mid) that makes a live quote worth replacing"),
+    post_only=Param("bool", True),
+)
+DEFAULTS = PARAMS.defaults
 
 
 class MarketMaker(Strategy):
     book_updates = "top"
     warm = True  # acts only through the strategy API
+    params_schema = PARAMS
 
     def __init__(self, strategy_id: str, venue: str, symbols: list[str], params: dict | None = None) -> None:
-        super().__init__(strategy_id, venue, symbols, {**DEFAULTS, **(params or {})})
+        super().__init__(strategy_id, venue, symbols, PARAMS.parse(params))
         p = self.params
-        for key in ("half_spread_bps", "order_size", "max_inventory", "refresh_ms"):
-            if not isinstance(p[key], int | float) or p[key] <= 0:
-                raise ValueError(f"params.{key} must be a number > 0, got {p[key]!r}")
         self.half_spread = float(p["half_spread_bps"]) / 1e4
         self.size = float(p["order_size"])
         self.max_inv = float(p["max_inventory"])

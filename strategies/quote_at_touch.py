@@ -34,8 +34,15 @@ from engine.events import Fill, Trade
 from engine.model import OrderStatus, Side
 from engine.orders import Order
 from engine.strategy import Strategy
+from engine.strategy_params import Param, Params
 
-DEFAULTS: dict[str, Any] = {"order_size": 0.001, "post_only": True, "act_on_trades": False, "trace": False}
+PARAMS = Params(
+    order_size=Param("number", 0.001, gt=0, doc="base units per order"),
+    post_only=Param("bool", True),
+    act_on_trades=Param("bool", False, doc="also act after every public trade"),
+    trace=Param("bool", False, doc="keep (time, side, price) of every submit in ``submitted``"),
+)
+DEFAULTS: dict[str, Any] = PARAMS.defaults
 
 _PENDING = OrderStatus.PENDING
 _REJECTED = OrderStatus.REJECTED
@@ -45,16 +52,11 @@ _SELL = Side.SELL
 
 class QuoteAtTouch(Strategy):
     book_updates = "every"
+    params_schema = PARAMS
 
     def __init__(self, strategy_id: str, venue: str, symbols: list[str], params: dict | None = None) -> None:
-        super().__init__(strategy_id, venue, symbols, {**DEFAULTS, **(params or {})})
-        size = self.params["order_size"]
-        if isinstance(size, bool) or not isinstance(size, int | float) or size <= 0:
-            raise ValueError(f"params.order_size must be a number > 0, got {size!r}")
-        for key in ("post_only", "act_on_trades", "trace"):
-            if not isinstance(self.params[key], bool):
-                raise ValueError(f"params.{key} must be true or false, got {self.params[key]!r}")
-        self.size = float(size)
+        super().__init__(strategy_id, venue, symbols, PARAMS.parse(params))
+        self.size = float(self.params["order_size"])
         self.post_only = self.params["post_only"]
         # read by the engine when the strategy is added: ask for trades only when acting on them
         self.wants_trades = self.params["act_on_trades"]

@@ -12,27 +12,27 @@ import math
 from engine.events import Fill, Trade
 from engine.model import Side
 from engine.strategy import Strategy
+from engine.strategy_params import Param, Params
 
-DEFAULTS = {
-    "half_life_ms": 500,
-    "threshold": 3.0,
-    "order_size": 0.01,
-    "max_position": 0.03,
-    "hold_ms": 2000,
-    "cooldown_ms": 1000,
-}
+PARAMS = Params(
+    half_life_ms=Param("number", 500, gt=0, doc="half-life of the signed trade-flow sum"),
+    threshold=Param("number", 3.0, gt=0, doc="flow (base units) that triggers a market order"),
+    order_size=Param("number", 0.01, gt=0, doc="base units per order"),
+    max_position=Param("number", 0.03, gt=0, doc="largest position, either side"),
+    hold_ms=Param("number", 2000, gt=0, doc="time after which a position is closed"),
+    cooldown_ms=Param("number", 1000, ge=0, doc="minimum time between orders"),
+)
+DEFAULTS = PARAMS.defaults
 
 
 class TradeFlowTaker(Strategy):
     wants_trades = True
     book_updates = "top"
+    params_schema = PARAMS
 
     def __init__(self, strategy_id: str, venue: str, symbols: list[str], params: dict | None = None) -> None:
-        super().__init__(strategy_id, venue, symbols, {**DEFAULTS, **(params or {})})
+        super().__init__(strategy_id, venue, symbols, PARAMS.parse(params))
         p = self.params
-        for key in ("half_life_ms", "threshold", "order_size", "max_position", "hold_ms"):
-            if not isinstance(p[key], int | float) or p[key] <= 0:
-                raise ValueError(f"params.{key} must be a number > 0, got {p[key]!r}")
         self.decay_per_ns = math.log(2) / (float(p["half_life_ms"]) * 1e6)
         self.threshold = float(p["threshold"])
         self.size = float(p["order_size"])

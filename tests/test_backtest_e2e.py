@@ -158,7 +158,7 @@ def test_bad_strategy_param_names_the_field(tmp_path, capsys):
     p = tmp_path / "c.json"
     p.write_text(json.dumps(cfg))
     assert hft_main(["backtest", str(p), "--no-progress", "--out", str(tmp_path / "o")]) == 2
-    assert "Strategy initialization failed: params.order_size must be a number > 0" in capsys.readouterr().err
+    assert "strategies[0].params.order_size: must be a number > 0, got -1" in capsys.readouterr().err
 
 
 def test_missing_and_corrupt_data_are_reported_with_the_path(tmp_path, capsys):

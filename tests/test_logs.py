@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.logs import DeferredFileHandler, flush_logs, get_logger, info_later, setup_logging
+from engine.logs import (
+    DeferredFileHandler,
+    flush_logs,
+    get_logger,
+    info_later,
+    redact,
+    register_secret,
+    setup_logging,
+)
 
 SECRET = "Abc123def456GHI789jkl"
 
@@ -51,6 +59,43 @@ def test_secrets_are_redacted_in_messages_arguments_and_tracebacks(logs: Path) -
     assert "'X-MBX-APIKEY': '***" in text
     assert "apiKey=***" in text  # in the traceback
     assert SECRET not in (logs / "errors.log").read_text()
+
+
+def test_the_exact_key_and_secret_values_held_are_masked_wherever_they_appear(logs: Path) -> None:
+    """A bare key, without a label the pattern knows, is masked once the adapter registered it."""
+    key, secret = "k3yV4lue" + "Q" * 56, "s3cr3tV4lue" + "W" * 53
+    register_secret(key, secret, "", None, "abc")  # empty, missing and short values are ignored
+    log = get_logger("exchanges")
+    log.info("connected as %s", key)
+    log.warning("bad request %s", {"q": f"x={secret}&y=1", "list": [key]})
+    try:
+        raise RuntimeError(f"refused {key}/{secret}")
+    except RuntimeError:
+        log.exception("order entry failed")
+    info_later(get_logger("orders"), "owner %s", key)
+    flush_logs()
+    for name in ("exchanges.log", "errors.log", "orders.log"):
+        text = (logs / name).read_text()
+        assert key not in text and secret not in text, name
+        assert "***" in text
+    assert "connected as ***" in (logs / "exchanges.log").read_text()
+    assert redact("abc and abcd") == "abc and abcd"  # "abc" was too short to register
+
+
+def test_credential_variables_of_the_environment_are_masked_from_setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOMEVENUE_API_KEY", "envKeyValue0123456789")
+    monkeypatch.setenv("SOMEVENUE_PASSPHRASE", "envPassphrase42")
+    monkeypatch.setenv("SOMEVENUE_SYMBOL", "BTCUSDTPERP")  # not a credential: left alone
+    path = setup_logging(tmp_path / "logs")
+    assert path is not None
+    try:
+        get_logger("system").info("env envKeyValue0123456789 envPassphrase42 BTCUSDTPERP")
+        flush_logs()
+        assert (path / "system.log").read_text().rstrip().endswith("env *** *** BTCUSDTPERP")
+    finally:
+        setup_logging(None)
 
 
 def test_without_a_running_loop_lines_are_written_at_once(logs: Path) -> None:

@@ -435,3 +435,51 @@ def test_import_is_deterministic_and_matches_the_shipped_sample(usdm_plain: Impo
     shipped = SAMPLES / a[0].relative_to(root)
     assert shipped.exists()
     assert pq.read_table(shipped).equals(pq.read_table(a[0]))
+
+
+def _trade(recv: int, trade_id: int, stream: str = "btcusdt@trade", symbol: str = "BTCUSDT") -> bytes:
+    data = {"e": "trade", "E": recv, "T": recv, "s": symbol, "t": trade_id, "p": "100.5", "q": "0.5", "m": False}
+    return _line(recv, stream, data)
+
+
+def test_a_damaged_stream_name_is_malformed_with_its_position_not_skipped(tmp_path: Path) -> None:
+    """A trade under a damaged name must not vanish as 'not imported': it is counted malformed,
+    with its line; well-formed streams that are not imported are still skipped."""
+    lines = [
+        _snapshot(10, 100, [["100.0", "1"]], [["101.0", "2"]]),
+        _trade(11, 1),
+        _trade(12, 2, stream="btcusdt@trxde"),  # our symbol, no such channel
+        _trade(13, 3, stream="btcuzdt@trade"),  # damaged symbol, the message says BTCUSDT
+        _trade(14, 4).replace(b"btcusdt@trade", b"btcusdt@tr\xe4de"),  # a flipped byte: not a stream name
+        b'15 {"stream":"btcusdt@tra\n',  # a line cut inside the name
+        _trade(16, 5, stream="ethusdt@trade", symbol="ETHUSDT"),  # another symbol: skipped
+        _line(17, "btcusdt@aggTrade", {"e": "aggTrade", "s": "BTCUSDT", "a": 1}),  # ours, not imported: skipped
+        _line(18, "!bookTicker", {"u": 1, "s": "ETHUSDT"}),  # every symbol's stream: skipped
+        _trade(19, 6),
+    ]
+    path = tmp_path / "btcusdt_20240808.gz"
+    path.write_bytes(gzip.compress(b"".join(lines)))
+    res = import_binance_capture([path], tmp_path / "out", "binance-futures", "BTC-USDT")
+    assert res.rows["trade"] == 2
+    got = [(p.line, p.reason) for p in res.malformed_positions]
+    assert got == [
+        (3, "damaged stream name 'btcusdt@trxde'"),
+        (4, "damaged stream name 'btcuzdt@trade' on a BTCUSDT message"),
+        (5, "damaged stream name 'btcusdt@tr\ufffdde'"),
+        (6, "damaged stream name 'btcusdt@tra'"),
+    ]
+    assert sorted(p.line for p in res.skipped_positions) == [7, 8, 9]
+    assert all(p.reason == "stream is not imported" for p in res.skipped_positions)
+
+
+def test_a_small_truncated_gzip_keeps_every_line_before_the_cut(tmp_path: Path) -> None:
+    lines = [_snapshot(10, 100, [["100.0", "1"]], [["101.0", "2"]])] + [_trade(11 + i, i) for i in range(400)]
+    whole = gzip.compress(b"".join(lines))
+    path = tmp_path / "btcusdt_20240808.gz"
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+    res = import_binance_capture([path], tmp_path / "out", "binance-futures", "BTC-USDT")
+    assert res.malformed == 1
+    (pos,) = res.malformed_positions
+    assert "truncated or corrupt gzip stream" in pos.reason
+    assert 100 < res.rows["trade"] < 400  # what came before the cut, not nothing
+    assert pos.line > res.rows["trade"]

@@ -106,7 +106,7 @@ def summarize(root: str | Path) -> list[DatasetSummary]:
         with duckdb.connect() as con:
             rows = con.execute(sql, [pattern]).fetchall()
     except duckdb.Error as exc:
-        raise DataError(str(base), f"cannot summarise the Parquet files: {exc}") from None
+        raise _which_file(base, files, exc) from None
     out = []
     for venue, symbol, dates, n, first, last, nfiles, *kinds in rows:
         by_kind = {name: int(c) for name, c in zip(KIND_NAMES.values(), kinds, strict=True)}
@@ -114,6 +114,28 @@ def summarize(root: str | Path) -> list[DatasetSummary]:
             DatasetSummary(base, venue, symbol, list(dates), int(n), int(first), int(last), int(nfiles), by_kind)
         )
     return out
+
+
+def _which_file(base: Path, files: list[Path], exc: Exception) -> DataError:
+    """The one-line error for a dataset DuckDB could not read: the first file that is not a
+    readable Parquet file of this schema, named, with the reason in a few words (not DuckDB's
+    message, which quotes the query)."""
+    import pyarrow.parquet as pq
+
+    for f in files:
+        try:
+            names = set(pq.read_schema(f).names)
+        except Exception as bad:  # pyarrow raises several kinds for a damaged file
+            return DataError(str(f), f"not a readable Parquet file ({_first_line(bad)})")
+        missing = sorted({"ts_recv", "kind"} - names)
+        if missing:
+            return DataError(str(f), f"not a market-data Parquet file (no column {', '.join(missing)})")
+    return DataError(str(base), f"cannot summarise the Parquet files: {_first_line(exc)}")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def format_table(summaries: list[DatasetSummary]) -> str:

@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from engine.config import check_known, refuse_secrets
 from engine.errors import ConfigError
 from engine.model import Instrument
 
@@ -32,6 +33,8 @@ Registry = dict[tuple[str, str], Instrument]
 
 # JSON keys that describe the entry but are not Instrument fields.
 _DOC_KEYS = frozenset({"note"})
+# keys of the file's top-level object
+_TOP_KEYS = frozenset({"instruments", "description", "note"})
 # the venue's own spelling is required: the core knows no venue's way of writing symbols
 _REQUIRED = ("venue", "symbol", "venue_symbol", "price_scale", "size_scale", "tick", "lot")
 
@@ -57,6 +60,8 @@ def load_instruments(path: str | Path | None = None) -> Registry:
         raise ConfigError(str(file), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("instruments"), list):
         raise ConfigError(str(file), 'expected an object with an "instruments" list')
+    refuse_secrets(doc, str(file))
+    check_known(doc, _TOP_KEYS, str(file))
     registry: Registry = {}
     wire_names: dict[tuple[str, str], int] = {}
     for i, entry in enumerate(doc["instruments"]):
@@ -104,10 +109,7 @@ def find_by_venue_symbol(registry: Registry, venue: str, venue_symbol: str) -> I
 def _parse_entry(path: str, where: str, entry: Any) -> Instrument:
     if not isinstance(entry, dict):
         raise ConfigError(path, f"{where}: must be an object")
-    fields = {f.name: f for f in dataclasses.fields(Instrument)}
-    for key in entry:
-        if key not in fields and key not in _DOC_KEYS:
-            raise ConfigError(path, f"{where}.{key}: unknown field")
+    check_known(entry, {f.name for f in dataclasses.fields(Instrument)} | _DOC_KEYS, path, where)
     for key in _REQUIRED:
         if key not in entry:
             raise ConfigError(path, f"{where}.{key}: missing")

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import shutil
 import sys
 from pathlib import Path
 
+from engine.errors import HftError
 from engine.runners.spec import load_run_spec
 
 
@@ -28,11 +32,68 @@ def _time_arg(v: str | None) -> str | int | None:
 
 
 def default_run_dir(runs_root: Path, name: str) -> Path:
-    runs_root.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HftError(f"cannot create the runs directory {runs_root}: {exc.strerror or exc}") from None
     n = 1
     while (runs_root / f"{name}-{n:04d}").exists():
         n += 1
     return runs_root / f"{name}-{n:04d}"
+
+
+def positive_seconds(value: str | float | None, flag: str = "--duration") -> float | None:
+    """``value`` as a finite number of seconds > 0 (None stays None); else one line, exit 2."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise HftError(f"{flag} must be positive (a number of seconds), got {value}")
+    return seconds
+
+
+def run_dir_for(out: str | None, runs_root: Path, name: str) -> tuple[Path, bool]:
+    """The run directory (``--out`` or the next free ``runs/<name>-<n>``) and whether it existed
+    already; one line, exit 2, when it is a file or holds anything."""
+    run_dir = Path(out).resolve() if out else default_run_dir(runs_root, name)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise HftError(f"run directory {run_dir} is a file; choose another --out")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise HftError(f"run directory {run_dir} is not empty; choose another --out")
+    return run_dir, run_dir.exists()
+
+
+def discard_if_empty(run_dir: Path, existed: bool) -> None:
+    """After a run that failed: remove what it made of ``run_dir`` (which was empty or missing
+    before) when it wrote no event log and no data there, so that a session that never started
+    leaves no run folder behind. Its log files alone do not keep it: the failure was printed in
+    one line, and a folder without an event log is not a run. Anything else with content (an
+    event log, a manifest, a capture) keeps the whole folder, logs included."""
+    from engine.logs import setup_logging
+
+    setup_logging(None)  # close the log files the run opened
+    if not run_dir.is_dir():
+        return
+    for dirpath, _dirs, files in os.walk(run_dir):
+        if Path(dirpath).relative_to(run_dir).parts[:1] == ("logs",):
+            continue
+        for f in files:
+            try:
+                if os.path.getsize(os.path.join(dirpath, f)) > 0:
+                    return
+            except OSError:
+                return
+    if existed:
+        for child in run_dir.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -42,10 +103,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     overrides = {"data": args.data, "from": _time_arg(args.start), "to": _time_arg(args.end)}
     spec = load_run_spec(args.config, {k: v for k, v in overrides.items() if v is not None})
-    run_dir = Path(args.out).resolve() if args.out else default_run_dir(spec.runs_root, spec.name)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        print(f"error: run directory {run_dir} is not empty; choose another --out", file=sys.stderr)
-        return 2
+    run_dir, existed = run_dir_for(args.out, spec.runs_root, spec.name)
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
@@ -59,6 +117,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     try:
         result = run_backtest(spec, run_dir, on_progress=bar.update if bar is not None else None, on_total=on_total)
+    except BaseException:
+        discard_if_empty(run_dir, existed)
+        raise
     finally:
         if bar is not None:
             bar.close()

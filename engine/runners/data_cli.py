@@ -86,7 +86,9 @@ def run_import(args: argparse.Namespace) -> list[ImportResult]:
     paths = [Path(s) for s in args.sources]
     for p in paths:
         if not p.is_file():
-            raise DataError(str(p), "file not found")
+            raise DataError(str(p), "file not found" if not p.exists() else "not a file")
+        if p.stat().st_size == 0:
+            raise DataError(str(p), "the file is empty")
     fmt = args.format or detect_format(paths[0])
     if fmt == "tardis":
         return import_tardis(paths, args.out, args.venue, args.symbol, overwrite=args.overwrite)

@@ -125,7 +125,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("config", help="exchange config (e.g. config/exchanges/binance.json)")
     p.add_argument("--out", required=True, metavar="DIR", help="where to write (created if missing)")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
+    p.add_argument("--duration", metavar="S", help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--symbols", metavar="LIST", help="comma-separated symbols instead of the config's (BTC-USDT,...)")
     p.set_defaults(func=cmd_record)
 
@@ -143,10 +143,13 @@ def _symbols(raw: str | None, where: str) -> list[str] | None:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    from engine.runners.backtest_cli import discard_if_empty, positive_seconds
     from venues.common.loop import run as run_loop
 
-    if args.duration is not None and args.duration <= 0:
-        print(f"error: --duration must be positive, got {args.duration}", file=sys.stderr)
+    try:
+        duration = positive_seconds(args.duration)
+    except HftError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     venue = load_json(args.config).get("venue")
     if not isinstance(venue, str) or not venue:
@@ -155,11 +158,17 @@ def cmd_record(args: argparse.Namespace) -> int:
     if entry.adapter is None:
         raise ConfigError(args.config, f"venue {venue!r} has no live adapter")
     symbols = _symbols(args.symbols, args.config)
-    adapter = registry.load(entry.adapter)(args.config, symbols or [], None)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        print(f"error: --out {out} exists and is not a directory", file=sys.stderr)
-        return 2
+        raise HftError(f"--out {out} exists and is not a directory")
+    existed = out.exists()
+    fresh = not existed or not any(out.iterdir())  # a failed start may clear only what it made
+
+    def discard() -> None:
+        if fresh:
+            discard_if_empty(out, existed)
+
+    adapter = registry.load(entry.adapter)(args.config, symbols or [], None)
     setup_logging(out / "logs")
 
     async def main() -> dict[str, Any]:
@@ -168,19 +177,24 @@ def cmd_record(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(RuntimeError):  # covers platforms without signal handlers
                 loop.add_signal_handler(sig, stop.set)
-        until = f"for {args.duration:g} s" if args.duration else "until Ctrl-C"
+        until = f"for {duration:g} s" if duration else "until Ctrl-C"
         print(f"recording {venue} into {out} {until}", file=sys.stderr)
-        return await run_record(adapter, out, args.duration, stop, symbols=symbols)
+        return await run_record(adapter, out, duration, stop, symbols=symbols)
 
     try:
         summary = run_loop(main())
     except HftError:
+        discard()
         raise
     except Exception as exc:
         # instruments are needed before anything is recorded: without them there is no session
+        discard()
         where = getattr(adapter, "endpoint", "")
         print(f"error: cannot start recording {venue}{' from ' + where if where else ''}: {exc}", file=sys.stderr)
         return 2
+    except BaseException:
+        discard()
+        raise
     print(format_summary(summary))
     return 0
 

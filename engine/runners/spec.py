@@ -1,4 +1,12 @@
-"""Parsing of run configs shared by the backtest, paper and live runners."""
+"""Parsing of run configs shared by the backtest, paper and live runners.
+
+Every section is typed: a key a section does not know, or a value of the wrong type, is a
+``ConfigError`` naming the file and the dotted field, with a suggestion for a near miss
+(``sim.venues.binance-futures.maker_fe: unknown field, did you mean 'maker_fee'?``). A
+strategy's params are checked against the ``params_schema`` its class declares
+(``engine.strategy_params``). A credential anywhere in a run config, a strategy file or an
+exchange file it names is refused (``engine.config.refuse_secrets``).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import Section, load_json, resolve_path
+from engine.config import Section, load_json, read_json, refuse_secrets, resolve_path, suggestion, unknown_field
 from engine.errors import ConfigError
 from engine.reconcile import POLICIES, ReconcilePolicy
 from engine.risk import RiskLimits
 from engine.strategy import Strategy
+from engine.strategy_params import ParamError
 
 INVALID_BOOK_POLICIES = ("cancel", "keep")
 
@@ -31,6 +40,8 @@ class StrategySpec:
     def build(self) -> Strategy:
         try:
             strategy = self.cls(self.strategy_id, self.venue, self.symbols, self.params)
+        except ParamError as exc:
+            raise ConfigError(self.path, str(exc)) from None
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(self.path, f"Strategy initialization failed: {exc}") from None
         if self.invalid_book is not None:
@@ -100,12 +111,16 @@ def code_spec(
     )
 
 
-def load_strategy(path: Path | str, entry: Any = None) -> StrategySpec:
-    """A strategy file (``config/strategies/*.json``) or an inline object."""
-    where = str(path)
+_STRATEGY_KEYS = {"strategy_id", "class", "venue", "symbols", "params", "description", "invalid_book"}
+
+
+def load_strategy(path: Path | str, entry: Any = None, where: str = "") -> StrategySpec:
+    """A strategy file (``config/strategies/*.json``) or an inline object (``entry``, found at
+    ``where`` in the run config ``path``, e.g. ``strategies[0]``)."""
+    file = str(path)
     data = load_json(path) if entry is None else entry
-    s = Section(data, where)
-    _known(s, {"strategy_id", "class", "venue", "symbols", "params", "description", "invalid_book"})
+    s = Section(data, file, where)
+    s.known(_STRATEGY_KEYS)
     target = s.str("class")
     module_name, _, cls_name = target.partition(":")
     if not cls_name:
@@ -119,10 +134,17 @@ def load_strategy(path: Path | str, entry: Any = None) -> StrategySpec:
     params = s.raw("params", {})
     if not isinstance(params, dict):
         raise s.fail("params", "must be an object")
+    schema = getattr(cls, "params_schema", None)
+    if schema is not None:
+        try:
+            schema.parse(params)
+        except ParamError as exc:
+            raise s.fail(f"params.{exc.field}" if exc.field else "params", exc.reason) from None
     policy = s.str("invalid_book") if s.has("invalid_book") else None
     if policy is not None and policy not in INVALID_BOOK_POLICIES:
         raise s.fail("invalid_book", f"must be one of {', '.join(INVALID_BOOK_POLICIES)}, got {policy!r}")
-    return StrategySpec(s.str("strategy_id"), cls, s.str("venue"), s.str_list("symbols"), params, where, policy)
+    spec_path = f"{file}#{where}" if where else file
+    return StrategySpec(s.str("strategy_id"), cls, s.str("venue"), s.str_list("symbols"), params, spec_path, policy)
 
 
 def parse_time(value: Any, s: Section, key: str) -> int | None:
@@ -148,68 +170,80 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
     """A backtest config (``data`` section required) or a paper/live config (``exchange`` instead)."""
     where = str(path)
     root = Section(load_json(path), where)
-    _known(root, _TOP_KEYS)
+    root.known(_TOP_KEYS)
     base = Path(path).resolve().parent
     o = overrides or {}
     data = root.section("data", required=mode == "backtest")
-    _known(data, {"root", "venue", "symbols", "from", "to"})
-    _known(root.section("sim"), {"queue_model", "queue_power", "latency", "venues"})
+    data.known({"root", "venue", "symbols", "from", "to"})
     if mode == "backtest":
         data_root = resolve_path(o.get("data") or data.str("root"), base)
     else:
         data_root = resolve_path(data.str("root", "data"), base)
-    exchanges = _exchanges(root, base)
+    data_venue = data.str("venue") if data.has("venue") else None
+    symbols = data.str_list("symbols") if data.has("symbols") else None
     start = parse_time(o.get("from", data.raw("from", None)), data, "from")
     end = parse_time(o.get("to", data.raw("to", None)), data, "to")
     if start is not None and end is not None and end <= start:
         raise data.fail("to", "must be after 'from'")
-    balances_raw = root.raw("balances", {})
-    if not isinstance(balances_raw, dict):
-        raise root.fail("balances", "must be an object of venue -> {asset: amount}")
-    balances: dict[str, dict[str, float]] = {}
-    for venue, assets in balances_raw.items():
-        sec = Section(assets, where, f"balances.{venue}")
-        balances[venue] = {a: sec.number(a, minimum=0) for a in assets}
-    risk_raw = root.raw("risk", {})
-    risk = RiskLimits.from_dict(risk_raw, where)
-    strategy_risk: dict[str, Any] = {}
     strategies: list[StrategySpec] = []
     entries = root.raw("strategies")
     if not isinstance(entries, list) or not entries:
         raise root.fail("strategies", "must be a non-empty list of strategy config paths or objects")
     for i, entry in enumerate(entries):
-        if isinstance(entry, str):
+        if isinstance(entry, str) and entry:
             spec = load_strategy(resolve_path(entry, base))
         elif isinstance(entry, dict):
-            spec = load_strategy(f"{where}#strategies[{i}]", entry)
+            spec = load_strategy(where, entry, f"strategies[{i}]")
         else:
             raise root.fail(f"strategies[{i}]", "must be a path or an object")
         strategies.append(spec)
-    for sid, limits in root.raw("strategy_risk", {}).items():
+    ids = [st.strategy_id for st in strategies]
+    for i, sid in enumerate(ids):
+        if sid in ids[:i]:
+            raise root.fail(f"strategies[{i}].strategy_id", f"{sid!r} is used by another strategy")
+    # venues a section may name: those the strategies trade on (and the data's)
+    venues = {st.venue for st in strategies} | ({data_venue} if data_venue else set())
+    exchanges = _exchanges(root, base, venues)
+    balances_raw = root.raw("balances", {})
+    if not isinstance(balances_raw, dict):
+        raise root.fail("balances", "must be an object of venue -> {asset: amount}")
+    balances: dict[str, dict[str, float]] = {}
+    for venue, assets in balances_raw.items():
+        _known_venue(root, "balances", venue, venues)
+        sec = Section(assets, where, f"balances.{venue}")
+        balances[venue] = {a: sec.number(a, minimum=0) for a in assets}
+    risk = RiskLimits.from_dict(root.raw("risk", {}), where)
+    strategy_risk: dict[str, Any] = {}
+    srisk = root.section("strategy_risk")
+    for sid, limits in srisk.data.items():
+        if sid not in ids:
+            raise srisk.fail(sid, unknown_field(sid, ids, "strategy id"))
         # partial overrides: fields a strategy leaves out follow the global limits
         strategy_risk[sid] = RiskLimits.parse_updates(limits, f"{where}#strategy_risk.{sid}")
+    sim = root.section("sim")
+    _check_sim(sim, venues)
     out = root.section("output")
-    unknown = sorted(set(out.data) - {"runs_root", "mark_interval_ms", "log_orders"})
-    if unknown:
-        raise out.fail(unknown[0], "unknown field (expected runs_root, mark_interval_ms, log_orders)")
-    instruments = root.raw("instruments", None)
+    out.known({"runs_root", "mark_interval_ms", "log_orders"})
+    instruments = root.str("instruments") if root.has("instruments") else None
     warm = None
     if root.has("warm"):
         w = root.section("warm")
-        _known(w, {"interval_us", "spin", "probe"})
+        w.known({"interval_us", "spin", "probe"})
         warm = {
             "interval_us": w.number("interval_us", 250.0, positive=True),
             "spin": w.bool("spin", True),
             "probe": w.bool("probe", True),
         }
     live, cancel_on_stop = _live(root)
+    if root.has("description") and not isinstance(root.data["description"], str):
+        raise root.fail("description", "must be a string")
     return RunSpec(
         path=where,
         name=root.str("name", Path(path).stem),
         seed=root.int("seed", 0),
         data_root=data_root,
-        venue=data.raw("venue", None),
-        symbols=data.str_list("symbols") if data.has("symbols") else None,
+        venue=data_venue,
+        symbols=symbols,
         start_ns=start,
         end_ns=end,
         instruments_path=resolve_path(instruments, base) if instruments else None,
@@ -217,7 +251,7 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
         risk=risk,
         strategy_risk=strategy_risk,
         strategies=strategies,
-        sim=root.section("sim"),
+        sim=sim,
         runs_root=resolve_path(o.get("runs_root") or out.str("runs_root", "runs"), base),
         mark_interval_ns=int(out.number("mark_interval_ms", 1000, minimum=0) * 1_000_000),
         raw=root.data,
@@ -248,36 +282,111 @@ _TOP_KEYS = {
 }
 
 
-def _known(sec: Section, keys: set[str]) -> None:
-    """A typo must not silently run with a default: every key of ``sec`` must be one of ``keys``."""
-    unknown = sorted(set(sec.data) - keys)
-    if unknown:
-        raise sec.fail(unknown[0], f"unknown field (expected one of {', '.join(sorted(keys))})")
+def _known_venue(sec: Section, key: str, venue: str, venues: set[str]) -> None:
+    """``<key>.<venue>`` must name a venue the run trades on: settings for any other venue would
+    be silently ignored (a misspelt venue is the usual reason)."""
+    if venue not in venues:
+        trading = ", ".join(sorted(venues)) or "none"
+        hint = suggestion(venue, venues)
+        raise sec.fail(f"{key}.{venue}", f"no strategy trades on this venue{hint} (venues: {trading})")
 
 
-def _exchanges(root: Section, base: Path) -> dict[str, Path]:
+# ``sim``: what ``engine.runners.node`` and ``sim.latency`` read, checked here so that a typo is an
+# error when the config is read, in every mode
+_SIM_KEYS = {"queue_model", "queue_power", "latency", "venues"}
+_LATENCY_KEYS = {"feed", "order", "response", "decision_us"}
+_SIM_VENUE_KEYS = {"maker_fee", "taker_fee", "supports_modify"}
+_UNITS = ("ns", "us", "ms")
+#: latency model type -> its fields (``sim.latency.from_config``/``feed_from_config``)
+_LATENCY_MODELS = {
+    "constant": {"type", *_UNITS},
+    "random": {"type", "sigma", "seed", *(f"median_{u}" for u in _UNITS), *(f"min_{u}" for u in _UNITS)},
+    "data": {"type", *(f"min_{u}" for u in _UNITS), *(f"clock_offset_{u}" for u in _UNITS)},
+}
+
+
+def _check_sim(sim: Section, venues: set[str]) -> None:
+    sim.known(_SIM_KEYS)
+    if sim.has("queue_model"):
+        sim.str("queue_model")
+    if sim.has("queue_power"):
+        sim.number("queue_power", positive=True)
+    if sim.has("latency"):
+        lat = sim.section("latency")
+        lat.known(_LATENCY_KEYS)
+        for key in ("feed", "order", "response"):
+            if lat.has(key):
+                _check_latency_model(lat, key, feed=key == "feed")
+        if lat.has("decision_us"):
+            lat.number("decision_us", minimum=0)
+    if sim.has("venues"):
+        vs = sim.section("venues")
+        for venue in vs.data:
+            _known_venue(sim, "venues", venue, venues)
+            v = vs.section(venue)
+            v.known(_SIM_VENUE_KEYS)
+            for fee in ("maker_fee", "taker_fee"):
+                if v.has(fee):
+                    rate = v.number(fee)
+                    if not -0.01 <= rate < 1:
+                        raise v.fail(fee, f"must be a fraction such as 0.0002 (0.02%), got {rate!r}")
+            if v.has("supports_modify"):
+                v.bool("supports_modify")
+
+
+def _check_latency_model(lat: Section, key: str, feed: bool) -> None:
+    value = lat.raw(key)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise lat.fail(key, f"must be >= 0 ns, got {value!r}")
+        return
+    m = lat.section(key)
+    kind = m.str("type", "constant")
+    # a random feed latency is refused by ``sim.latency``, which says why
+    kinds = ("constant", "data", "random") if feed else ("constant", "random")
+    if kind not in kinds:
+        raise m.fail("type", f"must be one of {', '.join(kinds)}, got {kind!r}{suggestion(kind, kinds)}")
+    m.known(_LATENCY_MODELS[kind])
+    for field_name in sorted(_LATENCY_MODELS[kind] - {"type"}):
+        if m.has(field_name):
+            if field_name == "seed":
+                m.int(field_name)
+            elif field_name.startswith("clock_offset_"):
+                m.number(field_name)
+            else:
+                m.number(field_name, minimum=0)
+
+
+def _exchanges(root: Section, base: Path, venues: set[str]) -> dict[str, Path]:
     """``exchanges: {venue: path}``, or the single ``exchange: path`` of a one-venue config (the
-    venue named by the strategies)."""
+    venue named by the strategies). A named exchange file that holds a credential is refused here,
+    before anything connects."""
     out: dict[str, Path] = {}
     if root.has("exchanges"):
         ex = root.section("exchanges")
         for venue in ex.data:
+            _known_venue(root, "exchanges", venue, venues)
             out[venue] = resolve_path(ex.str(venue), base)
     if root.has("exchange"):
-        venues = {e.get("venue") for e in root.data.get("strategies", []) if isinstance(e, dict)}
+        strategy_venues = {e.get("venue") for e in root.data.get("strategies", []) if isinstance(e, dict)}
         path = resolve_path(root.str("exchange"), base)
-        name = _venue_of(path) or (venues.pop() if len(venues) == 1 else None)
+        name = _venue_of(path) or (strategy_venues.pop() if len(strategy_venues) == 1 else None)
         if name is None:
             raise root.fail("exchange", "names one exchange config; with several venues use 'exchanges': {venue: path}")
         out.setdefault(name, path)
+    for path in out.values():
+        _venue_of(path)
     return out
 
 
 def _venue_of(path: Path) -> str | None:
+    """The venue an exchange file names (None when it cannot be read: its adapter says why when
+    it loads it); a file that holds a credential is refused."""
     try:
-        data = load_json(path)
+        data = read_json(path)
     except ConfigError:
         return None
+    refuse_secrets(data, str(path))
     venue = data.get("venue")
     return venue if isinstance(venue, str) and venue else None
 
@@ -289,9 +398,7 @@ def _live(root: Section) -> tuple[ReconcilePolicy | None, bool]:
     if not root.has("live"):
         return None, True
     sec = root.section("live")
-    unknown = sorted(set(sec.data) - _LIVE_KEYS)
-    if unknown:
-        raise sec.fail(unknown[0], f"unknown field (expected one of {', '.join(sorted(_LIVE_KEYS))})")
+    sec.known(_LIVE_KEYS)
     policy = sec.str("unknown_orders", "cancel")
     if policy not in POLICIES:
         raise sec.fail("unknown_orders", f"must be one of {', '.join(POLICIES)}, got {policy!r}")

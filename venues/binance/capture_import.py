@@ -26,14 +26,18 @@ When the chain breaks the gap is reported and one *book reset* row is written: a
 of a single row with price 0 and size 0, i.e. an empty book. No book row follows until a fresh
 snapshot arrives and is bridged, so a replay never shows a silently wrong book.
 
-Malformed lines (no time prefix, bad JSON, missing fields, prices that are not exact decimals)
-are counted with their line numbers and skipped; everything else is kept. A truncated gzip
-stream ends that file with one malformed entry.
+Malformed lines (no time prefix, bad JSON, missing fields, prices that are not exact decimals,
+a stream name that is not one: unreadable, an unknown channel of the imported symbol, or another
+symbol's name on a message of the imported symbol) are counted with their line numbers and
+skipped; everything else is kept. Streams that are well-formed but not imported (another symbol's,
+``aggTrade``, partial depth) are counted as skipped. A truncated gzip stream ends that file with
+one malformed entry, after every complete line before the cut has been imported.
 """
 
 from __future__ import annotations
 
 import gzip
+import re
 import time
 import zlib
 from collections import deque
@@ -115,6 +119,17 @@ class _BookTickerEnvelope(msgspec.Struct):
     data: _BookTicker
 
 
+class _Peek(msgspec.Struct):
+    """The symbol a stream message is about (``s``), to tell another symbol's stream from ours
+    under a damaged name."""
+
+    s: str = ""
+
+
+class _PeekEnvelope(msgspec.Struct):
+    data: _Peek
+
+
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _DEPTH = msgspec.json.Decoder(_Depth)
 _TRADE = msgspec.json.Decoder(_Trade)
@@ -124,10 +139,24 @@ _TRADE_ENV = msgspec.json.Decoder(_TradeEnvelope)
 _BBO_ENV = msgspec.json.Decoder(_BookTickerEnvelope)
 _STREAM_PREFIX = b'{"stream":"'
 _SNAPSHOT = msgspec.json.Decoder(_Snapshot)
+_PEEK = msgspec.json.Decoder(_Peek)
+_PEEK_ENV = msgspec.json.Decoder(_PeekEnvelope)
 _ANY = msgspec.json.Decoder()
 
-# stream kinds
-_S_DEPTH, _S_TRADE, _S_BBO, _S_OTHER, _S_SNAPSHOT = 0, 1, 2, 3, 4
+# stream kinds: imported (depth, trade, bookTicker), ``_S_OTHER`` a well-formed stream of ours or of
+# every symbol (``!bookTicker``) that is not imported, ``_S_FOREIGN`` another symbol's (or ours
+# under a damaged symbol: the message says), ``_S_BAD`` not a stream name (malformed)
+_S_DEPTH, _S_TRADE, _S_BBO, _S_OTHER, _S_SNAPSHOT, _S_FOREIGN, _S_BAD = 0, 1, 2, 3, 4, 5, 6
+#: ``<symbol>@<channel>[@<speed or option>...]`` or an all-market ``!<channel>[@...]``
+_STREAM_NAME = re.compile(r"^(?:[a-z0-9_]+|![A-Za-z]+)(?:@[A-Za-z0-9_]+)+$|^![A-Za-z]+$")
+#: Binance's market-data channels (spot, USD-M, COIN-M): a stream of the imported symbol with a
+#: channel not listed here is a damaged name, not a channel we skip
+_CHANNELS = re.compile(
+    r"^(?:trade|aggTrade|bookTicker|depth(?:5|10|20)?|rpiDepth|miniTicker|ticker(?:_\w+)?|avgPrice|"
+    r"kline_\w+|continuousKline_\w+|indexPriceKline_\w+|markPriceKline_\w+|markPrice|forceOrder|indexPrice|"
+    r"compositeIndex|contractInfo|assetIndex)$"
+)
+_MAX_STREAM_NAMES = 4096  # names remembered; a file of damaged names must not grow the cache forever
 _MESSAGE_NAMES = {_S_SNAPSHOT: "snapshot", _S_DEPTH: "depthUpdate", _S_TRADE: "trade", _S_BBO: "bookTicker"}
 
 
@@ -136,15 +165,17 @@ def open_lines(path: Path, block: int = 1 << 20) -> Iterator[bytes]:
     """Lines of a gzip or plain capture file (raises the gzip/zlib errors of a damaged stream).
 
     Reads large blocks and splits them: much faster than ``readline`` per line, and memory
-    stays at one block plus one line.
+    stays at one block plus one line. A gzip stream is read with ``read1`` (what has been
+    decompressed so far), so every complete line before a truncation is yielded before the error.
     """
     with open(path, "rb") as raw:
         gz = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         fh = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+        read = fh.read1 if gz else fh.read
         tail = b""
         while True:
-            data = fh.read(block)
+            data = read(block)
             if not data:
                 break
             lines = (tail + data).split(b"\n")
@@ -403,12 +434,18 @@ class BinanceCaptureImporter:
         if body.startswith(_STREAM_PREFIX):
             # The collector writes Binance's bytes as received: the stream name comes first, so the
             # message type is known before decoding and each line is decoded once.
-            end = body.find(b'"', len(_STREAM_PREFIX))
-            kind = self._streams.get(body[len(_STREAM_PREFIX) : end])
-            if kind is None:
-                kind = self._stream_kind(body[len(_STREAM_PREFIX) : end].decode("utf-8", "replace"))
-                self._streams[body[len(_STREAM_PREFIX) : end]] = kind
-            self._decode_stream(chunk, file, line_no, recv, body, kind)
+            start = len(_STREAM_PREFIX)
+            end = body.find(b'"', start)
+            if end < 0:  # the line ends inside the name: cut short
+                name, kind = body[start:].rstrip(), _S_BAD
+            else:
+                name = body[start:end]
+                kind = self._streams.get(name)
+                if kind is None:
+                    kind = self._stream_kind(name.decode("utf-8", "replace"))
+                    if len(self._streams) < _MAX_STREAM_NAMES:
+                        self._streams[name] = kind
+            self._decode_stream(chunk, file, line_no, recv, body, kind, name=name)
             return
         try:
             if body.startswith(b'{"lastUpdateId"'):
@@ -423,14 +460,23 @@ class BinanceCaptureImporter:
                 return
             self._add_snapshot(chunk, file, line_no, recv, snap)
             return
-        self._decode_stream(chunk, file, line_no, recv, b"", self._stream_kind(env.stream), env.data)
+        kind = self._stream_kind(env.stream)
+        self._decode_stream(chunk, file, line_no, recv, b"", kind, env.data, env.stream.encode("utf-8", "replace"))
 
     def _decode_stream(
-        self, chunk: _Chunk, file: str, line_no: int, recv: int, body: bytes, kind: int, data: bytes | None = None
+        self,
+        chunk: _Chunk,
+        file: str,
+        line_no: int,
+        recv: int,
+        body: bytes,
+        kind: int,
+        data: bytes | None = None,
+        name: bytes = b"",
     ) -> None:
         """Decode one combined-stream message; ``data`` is its payload when already split off."""
-        if kind == _S_OTHER:
-            self.result.add_skipped(file, line_no, "stream is not imported")
+        if kind >= _S_OTHER and kind != _S_SNAPSHOT:
+            self._not_imported(file, line_no, body, kind, data, name)
             return
         try:
             if kind == _S_DEPTH:
@@ -458,8 +504,12 @@ class BinanceCaptureImporter:
             self.result.add_malformed(file, line_no, f"bad message: {exc}")
 
     def _stream_kind(self, stream: str) -> int:
+        if not _STREAM_NAME.match(stream):
+            return _S_BAD
+        if stream.startswith("!"):
+            return _S_OTHER  # every symbol's stream: not this import's
         if not stream.startswith(self.stream_prefix):
-            return _S_OTHER
+            return _S_FOREIGN
         channel = stream[len(self.stream_prefix) :].split("@")[0]
         if channel == "depth":  # diff depth at any speed; depth5/depth20 are partial images
             return _S_DEPTH
@@ -467,7 +517,25 @@ class BinanceCaptureImporter:
             return _S_TRADE
         if channel == "bookTicker":
             return _S_BBO
-        return _S_OTHER
+        return _S_OTHER if _CHANNELS.match(channel) else _S_BAD
+
+    def _not_imported(self, file: str, line_no: int, body: bytes, kind: int, data: bytes | None, name: bytes) -> None:
+        """A message of a stream that is not imported is skipped, unless its name is damaged:
+        not a stream name, an unknown channel of this symbol, or another symbol's name on a
+        message about this symbol (then it is malformed: the message is lost, say where)."""
+        shown = name.decode("utf-8", "replace")[:60]
+        if kind == _S_BAD:
+            self.result.add_malformed(file, line_no, f"damaged stream name {shown!r}")
+            return
+        if kind == _S_FOREIGN:
+            try:
+                symbol = _PEEK.decode(data).s if data is not None else _PEEK_ENV.decode(body).data.s
+            except msgspec.DecodeError:
+                symbol = ""  # not an object with a symbol: nothing says it is ours
+            if symbol.upper() == self.inst.venue_symbol.upper():
+                self.result.add_malformed(file, line_no, f"damaged stream name {shown!r} on a {symbol} message")
+                return
+        self.result.add_skipped(file, line_no, "stream is not imported")
 
     def _add_snapshot(self, chunk: _Chunk, file: str, line_no: int, recv: int, snap: _Snapshot) -> None:
         self.counts[_S_SNAPSHOT] += 1
@@ -693,6 +761,18 @@ def sniff(path: Path) -> bool:
     return head.isdigit() and body.startswith(b"{")
 
 
+def _require_a_line(path: Path) -> None:
+    """``DataError`` for a file that holds no line at all (empty, or a gzip of nothing): there is
+    nothing to import, and saying so beats writing an empty dataset. A damaged gzip is left to
+    the import, which counts it as malformed."""
+    try:
+        first = next(iter(open_lines(path)), None)
+    except (OSError, EOFError, zlib.error):
+        return
+    if first is None:
+        raise DataError(str(path), "the file holds no lines")
+
+
 def import_files(
     paths: Sequence[Path],
     root: str | Path,
@@ -706,6 +786,7 @@ def import_files(
     first (the collector names them by date)."""
     groups: dict[tuple[str | None, str | None], list[Path]] = {}
     for p in paths:
+        _require_a_line(p)
         v, wire = detect_capture(p)
         groups.setdefault((venue or v, wire), []).append(p)
     results = []
