@@ -186,7 +186,13 @@ INCIDENT_KINDS = (
     "resync",
     "disconnect",
     "reconnect",
-    "rate_limit_wait",
+    "rate_limit_wait",  # the local limiter held a request back
+    "rate_limit",  # HTTP 429 "Rate limit exceeded": nothing leaves before Retry-After
+    "ip_banned",  # HTTP 418: the IP is banned until Retry-After
+    "venue_unreachable",  # no answer in time, connection refused or dropped ("Failed to connect to ...")
+    "venue_error",  # HTTP 5XX, -1007 ("Exchange outage")
+    "venue_restored",  # first answer after an outage (value: its seconds)
+    "bad_trade",  # a trade print outside the plausible band around the book
     "strategy_halted",
     "decode_error",
     "clock_offset",

@@ -89,10 +89,10 @@ async def test_submit_is_non_blocking_and_ack_becomes_accepted() -> None:
     async with http_server(desk.routes()) as url:
         ex, rest = await client(desk, url, sink, new_order_resp_type="ACK")
         o = order("6gCrw2kRUAF9CvJDGP16IP", post_only=True)
-        t0 = time.perf_counter()
-        ex.submit_order(o)
-        # nothing awaited in the caller: no report yet, and back at once (a bound loose enough for a loaded CI)
-        assert time.perf_counter() - t0 < 0.05 and sink.reports == []
+        assert ex.submit_order(o) is None  # a plain call: nothing to await, no loop turn
+        # no report yet: the request is on its way, on the wire or in its task (how fast that is,
+        # is the hot-path benchmark's business, not a bound a loaded machine could break)
+        assert sink.reports == [] and ex.written_now + ex.queued == 1
         await ex.drain()
         await rest.close()
     sent = desk.sent("POST")[0]

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from venues.common.http1 import Http1Pool, HttpProtocolError, format_request, header_block
+from venues.common.http1 import AnswerTimeout, Http1Pool, HttpProtocolError, format_request, header_block
 
-Answer = Callable[[bytes], list[bytes]]  # request head -> the byte pieces to send back
+Answer = Callable[[bytes], list[bytes] | None]  # request head -> the byte pieces to send back (None: hang)
 
 
 @contextlib.asynccontextmanager
@@ -25,7 +25,11 @@ async def raw_server(answer: Answer, close_after: int | None = None) -> AsyncIte
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 seen.append(head)
-                for piece in answer(head):
+                pieces = answer(head)
+                if pieces is None:  # never answer again: read (and drop) until the client goes
+                    await reader.read()
+                    break
+                for piece in pieces:
                     writer.write(piece)
                     await writer.drain()
                     await asyncio.sleep(0)
@@ -152,3 +156,67 @@ def test_pool_refuses_what_is_not_http() -> None:
     assert (https.port, https.tls, https.host_header) == (443, True, "api.binance.com")
     odd = Http1Pool("http://127.0.0.1:8080/prefix/")
     assert (odd.host_header, odd.prefix) == ("127.0.0.1:8080", "/prefix")
+
+
+async def test_overdue_answer_fails_the_request_and_drops_the_connection() -> None:
+    """With ``answer_timeout_s`` the connection itself bounds every request's wait: an answer
+    that never comes fails its request with ``AnswerTimeout`` (a ``TimeoutError``), the requests
+    behind it on the connection with ``ConnectionError``, and the connection is reopened."""
+
+    def answer(head: bytes) -> list[bytes] | None:
+        return None if b"/hang" in head else [ok(b"fine")]
+
+    async with raw_server(answer) as (url, _):
+        pool = await started(url, size=1, answer_timeout_s=0.3, retry_delay_s=0.01)
+        conn = pool.pick()
+        assert conn is not None and conn.answer_timeout_s == 0.3
+        assert (await asyncio.wait_for(conn.request(req("/x", pool)), 10))[2] == b"fine"
+        hung = conn.request(req("/hang", pool))
+        behind = conn.request(req("/x", pool))  # pipelined behind the hung one
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(AnswerTimeout):
+            await asyncio.wait_for(hung, 30)  # the connection's own deadline fires first
+        assert loop.time() - t0 >= 0.25
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(behind, 5)
+        assert not conn.usable and not conn._deadlines
+        assert await pool.wait_ready(10) and pool.connects == 2
+        again = pool.pick()
+        assert again is not None and again is not conn
+        assert (await asyncio.wait_for(again.request(req("/x", pool)), 10))[2] == b"fine"
+        await pool.close()
+
+
+async def test_connection_failures_are_one_line_then_a_summary() -> None:
+    import logging
+    import socket
+
+    from venues.common.summary import Summary
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    log = logging.getLogger("test.http1.connect")
+    log.propagate = False
+    log.addHandler(Keep())
+    pool = Http1Pool(
+        f"http://127.0.0.1:{port}", size=2, retry_delay_s=0.01, logger=log, name="binance", summary=Summary(log, 60.0)
+    )
+    pool.start()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 30
+    while pool.failures < 6 and loop.time() < end:
+        await asyncio.sleep(0.01)
+    assert pool.failures >= 6
+    assert len(lines) == 1 and lines[0].startswith(
+        f"Failed to connect to binance: order connection to 127.0.0.1:{port}"
+    )
+    await pool.close()  # the count is written when the pool closes
+    assert len(lines) == 2 and lines[1].startswith(f"{pool.failures - 1} more like this in the last ")

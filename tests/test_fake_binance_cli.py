@@ -22,6 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "real" / "binance_spot_hftbacktest"
 
 
+def _default_sigint() -> None:
+    # a test run started in the background of a non-interactive shell inherits SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler: the server would never hear Ctrl-C
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def hft(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "engine.cli", *args],
@@ -30,6 +36,7 @@ def hft(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
         **kw,
     )
 

@@ -36,13 +36,13 @@ def capture_lines(n: int) -> list[str]:
         return [ln.split(b" ", 1)[1].decode() for ln in fh.read().splitlines()[:n]]
 
 
-async def recv_json(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0):
+async def recv_json(ws: aiohttp.ClientWebSocketResponse, timeout: float = 20.0):
     msg = await asyncio.wait_for(ws.receive(), timeout)
     assert msg.type == WSMsgType.TEXT, msg
     return json.loads(msg.data)
 
 
-async def collect(ws: aiohttp.ClientWebSocketResponse, n: int, timeout: float = 10.0) -> list[str]:
+async def collect(ws: aiohttp.ClientWebSocketResponse, n: int, timeout: float = 30.0) -> list[str]:
     out: list[str] = []
     deadline = time.monotonic() + timeout
     while len(out) < n:
@@ -223,8 +223,14 @@ async def test_partial_depth_and_agg_trade_streams() -> None:
 
 
 async def test_server_pings_and_drops_silent_clients() -> None:
+    """The fake pings every ``ping_interval`` and closes (1008) a connection that has not echoed a
+    ping's payload within ``pong_timeout``; a client that answers stays. Checked on events, not
+    on the clock: the bounds below are only there to end a broken run, and hold on a loaded
+    machine. (The incoming-message limit, 5 a second, is off here: with pings every 0.2 s a
+    polite client's pongs alone reached it, which made this test fail now and then; that limit
+    has its own test.)"""
     async with (
-        serve(speed=0, start="manual", ping_interval=0.2, pong_timeout=0.5) as (fb, s),
+        serve(speed=0, start="manual", ping_interval=0.3, pong_timeout=2.0, max_incoming_per_s=None) as (fb, s),
         s.ws_connect(f"{fb.ws_url}/ws/btcusdt@trade", autoping=False) as mute,
         s.ws_connect(f"{fb.ws_url}/ws/btcusdt@trade") as polite,
     ):
@@ -235,17 +241,17 @@ async def test_server_pings_and_drops_silent_clients() -> None:
                 await replies.put(json.loads(m.data))
 
         reader = asyncio.create_task(read_polite())
-        t0 = time.monotonic()
-        msg = await asyncio.wait_for(mute.receive(), 2)
-        assert msg.type == WSMsgType.PING and time.monotonic() - t0 < 1.5  # 0.2 s interval; slack for a loaded CI
+        msg = await asyncio.wait_for(mute.receive(), 30)
+        assert msg.type == WSMsgType.PING
         await mute.pong(b"not-the-payload")  # an unsolicited pong does not keep it alive
         while msg.type not in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
-            msg = await asyncio.wait_for(mute.receive(), 6)
-        assert time.monotonic() - t0 < 5.0
-        await asyncio.sleep(0.5)
+            msg = await asyncio.wait_for(mute.receive(), 30)
+        assert mute.close_code == 1008  # dropped for want of a pong
+        # the polite client answered every one of those pings: still open, and served
         assert not polite.closed
         await polite.send_str('{"method":"LIST_SUBSCRIPTIONS","id":1}')
-        assert await asyncio.wait_for(replies.get(), 6) == {"result": ["btcusdt@trade"], "id": 1}
+        assert await asyncio.wait_for(replies.get(), 30) == {"result": ["btcusdt@trade"], "id": 1}
+        assert not polite.closed
         reader.cancel()
 
 
@@ -255,9 +261,9 @@ async def test_connection_lifetime() -> None:
         s.ws_connect(f"{fb.ws_url}/ws/btcusdt@trade") as ws,
     ):
         t0 = time.monotonic()
-        msg = await asyncio.wait_for(ws.receive(), 3)
+        msg = await asyncio.wait_for(ws.receive(), 30)
         assert msg.type == WSMsgType.CLOSE and ws.close_code == 1001
-        assert 0.3 < time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 > 0.3  # not before its lifetime (the upper bound: the wait's)
 
 
 async def test_server_shutdown_event_then_close() -> None:
@@ -268,7 +274,7 @@ async def test_server_shutdown_event_then_close() -> None:
         fb.server_shutdown(close_after=0.2)
         event = await recv_json(ws)
         assert event["e"] == "serverShutdown" and abs(event["E"] - time.time() * 1000) < 5000
-        msg = await asyncio.wait_for(ws.receive(), 3)
+        msg = await asyncio.wait_for(ws.receive(), 20)
         assert msg.type == WSMsgType.CLOSE
 
 
@@ -276,7 +282,7 @@ async def test_disconnect_fault_and_reconnect() -> None:
     async with FakeBinance(data=DATA, speed=0, start="manual") as fb, aiohttp.ClientSession() as s:
         ws = await s.ws_connect(f"{fb.ws_url}/ws/btcusdt@depth@100ms")
         assert fb.disconnect() == 1
-        msg = await asyncio.wait_for(ws.receive(), 3)
+        msg = await asyncio.wait_for(ws.receive(), 20)
         assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR)
         await ws.close()
         async with s.ws_connect(f"{fb.ws_url}/ws/btcusdt@depth@100ms") as again:
@@ -285,20 +291,28 @@ async def test_disconnect_fault_and_reconnect() -> None:
 
 
 async def test_silence_keeps_socket_open_without_data() -> None:
+    """During a silence nothing is published and the socket stays open; the market stalls, so the
+    first diff after it follows the last one before. (Checked on the fake's own counters: what the
+    client still receives during the silence is whatever was queued before it, however much a
+    loaded machine let pile up.)"""
     async with serve(speed=1, start="now") as (fb, s), s.ws_connect(f"{fb.ws_url}/ws/btcusdt@depth@100ms") as ws:
         before = await recv_json(ws)
-        fb.silence(0.8)
         t0 = time.monotonic()
+        fb.silence(2.0)
+        published = fb.hub.frames_published
+        last_sent = fb.last_update_id()
         frames = []
-        while time.monotonic() - t0 < 0.6:
+        while time.monotonic() - t0 < 1.0:  # well inside the silence
             with contextlib.suppress(TimeoutError):
                 frames.append(await recv_json(ws, timeout=0.1))
-        # at most what was already queued when the silence began, then nothing
-        assert len(frames) <= 1 and not ws.closed
-        after = await recv_json(ws, timeout=3)
-        assert time.monotonic() - t0 >= 0.7
-        last = frames[-1] if frames else before
-        assert after["U"] == last["u"] + 1  # the market stalled: no gap after the silence
+        assert fb.hub.frames_published == published and not ws.closed
+        assert all(f["u"] <= last_sent for f in frames)  # only what was sent before the silence
+        after = await recv_json(ws, timeout=30)
+        while after["u"] <= last_sent:  # the rest of the queue, if the client was behind
+            after = await recv_json(ws, timeout=30)
+        assert time.monotonic() - t0 >= 1.9
+        assert after["U"] == last_sent + 1  # the market stalled: no gap after the silence
+        assert before["u"] <= last_sent
 
 
 async def test_incoming_message_limit() -> None:
@@ -307,7 +321,7 @@ async def test_incoming_message_limit() -> None:
             await ws.send_str(f'{{"method":"LIST_SUBSCRIPTIONS","id":{i}}}')
         kinds = []
         while True:
-            msg = await asyncio.wait_for(ws.receive(), 3)
+            msg = await asyncio.wait_for(ws.receive(), 20)
             kinds.append(msg.type)
             if msg.type != WSMsgType.TEXT:
                 break

@@ -7,8 +7,9 @@
         fb.ws_api_url    # ws://127.0.0.1:<port>/ws-api/v3
 
 Faults are methods (``drop_diffs``, ``disconnect``, ``silence``, ``fail_next_requests``,
-``set_clock_skew``, ``set_ack_delay``, ``lose_next_acks``, ``server_shutdown``) and, for a server run
-by hand, POST endpoints under ``/_fake/`` (see the package README).
+``hang_next_requests``, ``outage``, ``set_clock_skew``, ``set_ack_delay``, ``lose_next_acks``,
+``server_shutdown``) and, for a server run by hand, POST endpoints under ``/_fake/`` (see the
+package README).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ ENV_SECRET = "HFT_FAKE_BINANCE_SECRET"
 DEFAULT_BALANCES = {"BTC": "1", "ETH": "10", "USDT": "100000"}
 START_MODES = ("subscribe", "now", "manual")
 LOST_ACK_MODES = ("drop", "timeout")
+OUTAGE_MODES = ("error", "hang", "drop", "refuse")
+SERVER_ERROR_STATUSES = (500, 502, 503, 504)
+MSG_INTERNAL = "Internal error; unable to process your request. Please try again."  # -1001 DISCONNECTED
 _JSON = "application/json;charset=UTF-8"
 _encode = msgspec.json.encode
 
@@ -166,8 +170,17 @@ class FakeBinance:
         self.exchange: Exchange
         self.replayer: Replayer
         self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
         self._replay_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
+        # REST faults: the next requests' (mode, status, path or None), and an outage window
+        self._rest_faults: deque[tuple[str, int, str | None]] = deque()
+        self._outage_until = 0.0  # monotonic
+        self._outage_mode = ""
+        self._outage_status = 503
+        self._outage_over: asyncio.Event | None = None  # set when the outage ends (or the server stops)
+        self._stopping: asyncio.Event | None = None
+        self.rest_faults_served = 0  # REST requests a fault answered (or held, or dropped)
 
     # --- urls ---------------------------------------------------------------------------------
     @property
@@ -205,7 +218,8 @@ class FakeBinance:
         self._routes(app)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        self._stopping = asyncio.Event()
+        site = self._site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         if self.capture is not None and self.start_mode != "manual":
@@ -218,6 +232,10 @@ class FakeBinance:
         return self
 
     async def stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()  # requests held by a fault end now (their connections dropped)
+        if self._outage_over is not None:
+            self._outage_over.set()
         if self._replay_task is not None:
             self._replay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -318,9 +336,62 @@ class FakeBinance:
     def silence(self, seconds: float, keep_replaying: bool = False) -> None:
         self.replayer.silence(seconds, keep_replaying)
 
-    def fail_next_requests(self, n: int = 1, status: int = 429, retry_after: int = 1) -> None:
-        """Answer the next ``n`` REST / WS API requests with 429 (or 418) and ``Retry-After``."""
+    def fail_next_requests(self, n: int = 1, status: int = 429, retry_after: int = 1, path: str | None = None) -> None:
+        """Answer the next ``n`` REST / WS API requests with 429 (or 418) and ``Retry-After``; or,
+        with a 5XX ``status``, the next ``n`` REST requests (to ``path`` only, when given) with that
+        status and ``-1001 Internal error; ...``."""
+        if status in SERVER_ERROR_STATUSES:
+            self._rest_faults.extend([("error", int(status), path)] * int(n))
+            return
         self.limiter.force(n, status, retry_after)
+
+    def hang_next_requests(self, n: int = 1, path: str | None = None) -> None:
+        """The next ``n`` REST requests (to ``path`` only, when given) are read and never answered:
+        the connection stays open and silent until the client gives up (or the server stops)."""
+        self._rest_faults.extend([("hang", 0, path)] * int(n))
+
+    def outage(self, seconds: float, mode: str = "error", status: int = 503) -> None:
+        """For ``seconds``, every REST request fails (``/_fake/`` excepted):
+
+        - ``error``: answered with ``status`` (5XX) and ``-1001 Internal error; ...``;
+        - ``hang``: held unanswered until the outage ends, then answered as usual (an order
+          held this way is executed late, as when Binance's backend catches up);
+        - ``drop``: the TCP connection is aborted without an answer;
+        - ``refuse``: the listening socket is closed, so new connections of every kind (REST,
+          streams, WS API) are refused; connections already open stay.
+
+        ``seconds=0`` ends an outage now."""
+        if mode not in OUTAGE_MODES:
+            raise ValueError(f"outage mode must be one of {OUTAGE_MODES}, not {mode!r}")
+        if mode == "error" and status not in SERVER_ERROR_STATUSES:
+            raise ValueError(f"outage status must be one of {SERVER_ERROR_STATUSES}, not {status}")
+        if self._outage_over is not None:
+            self._outage_over.set()  # requests held by the previous outage go on
+        loop = asyncio.get_running_loop()
+        seconds = max(float(seconds), 0.0)
+        self._outage_until = time.monotonic() + seconds
+        self._outage_mode = mode if seconds > 0 else ""
+        self._outage_status = int(status)
+        over = self._outage_over = asyncio.Event()
+        if seconds > 0:
+            loop.call_later(seconds, over.set)
+        if mode == "refuse" and seconds > 0:
+            self._spawn(self._refuse_for(seconds, over))
+
+    async def _refuse_for(self, seconds: float, over: asyncio.Event) -> None:
+        site = self._site
+        if site is None:
+            return
+        await site.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(over.wait(), seconds)
+        if self._runner is not None and self._stopping is not None and not self._stopping.is_set():
+            self._site = web.TCPSite(self._runner, self.host, self.port)
+            await self._site.start()
+
+    @property
+    def outage_active(self) -> bool:
+        return bool(self._outage_mode) and time.monotonic() < self._outage_until
 
     def set_clock_skew(self, ms: float, visible: bool = True) -> None:
         """Move the server clock by ``ms``. ``visible=False`` keeps ``/api/v3/time`` true, so a client
@@ -344,12 +415,14 @@ class FakeBinance:
             raise ValueError(f"lost-ack mode must be one of {LOST_ACK_MODES}, not {mode!r}")
         self._lost_acks.extend([mode] * int(n))
 
-    def server_shutdown(self, close_after: float = 1.0) -> None:
-        """Send ``serverShutdown`` on every connection, then close them all ``close_after`` s later."""
-        event = {"e": "serverShutdown", "E": self.now_ms()}
-        self.hub.broadcast(_encode(event))
-        for conn in self.ws_api.connections:
-            conn.send(_encode({"event": event}))
+    def server_shutdown(self, close_after: float = 1.0, repeat: int = 1) -> None:
+        """Send ``serverShutdown`` (``repeat`` times: a burst) on every connection, then close them
+        all ``close_after`` s later."""
+        for _ in range(max(int(repeat), 1)):
+            event = {"e": "serverShutdown", "E": self.now_ms()}
+            self.hub.broadcast(_encode(event))
+            for conn in self.ws_api.connections:
+                conn.send(_encode({"event": event}))
 
         async def close_all() -> None:
             await asyncio.sleep(close_after)
@@ -387,6 +460,9 @@ class FakeBinance:
             "ws_api_connections": len(self.ws_api.connections),
             "used_weight_1m": self.limiter.used_weight(),
             "open_orders": len(self.exchange.open_orders({})),
+            "outage": self._outage_mode if self.outage_active else "",
+            "rest_faults_pending": len(self._rest_faults),
+            "rest_faults_served": self.rest_faults_served,
         }
 
     # --- shared request helpers ---------------------------------------------------------------
@@ -531,6 +607,9 @@ class FakeBinance:
         ack: bool = False,
     ):
         async def handler(request: web.Request) -> web.Response:
+            fault = await self._rest_fault(request)
+            if fault is not None:
+                return fault
             try:
                 params, raw_q, raw_b = await self._read_params(request)
                 self.limiter.charge(weight(params) if callable(weight) else weight)
@@ -555,6 +634,41 @@ class FakeBinance:
             return self._json(body, 200, orders)
 
         return handler
+
+    async def _rest_fault(self, request: web.Request) -> web.Response | None:
+        """The answer an injected fault gives this REST request (None: serve it as usual)."""
+        faults = self._rest_faults
+        mode, status = "", 0
+        for i, (m, st, path) in enumerate(faults):
+            if path is None or path == request.path:
+                mode, status = m, st
+                del faults[i]
+                break
+        if not mode and self.outage_active:
+            mode, status = self._outage_mode, self._outage_status
+            if mode == "refuse":  # a connection opened before the socket closed: it is an outage too
+                mode = "drop"
+        if not mode:
+            return None
+        self.rest_faults_served += 1
+        if mode == "error":
+            body = _encode({"code": -1001, "msg": MSG_INTERNAL})
+            return web.Response(body=body, status=status, content_type="application/json", charset="UTF-8")
+        if mode == "hang":
+            waits = [self._stopping] if self._stopping is not None else []
+            if self._outage_over is not None and self.outage_active:
+                waits.append(self._outage_over)  # an outage's hang ends with it
+            tasks = [asyncio.ensure_future(e.wait()) for e in waits]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in tasks:
+                    t.cancel()
+            if self._stopping is not None and not self._stopping.is_set():
+                return None  # the outage is over: answered as usual, late
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError  # no answer: the connection is gone
 
     # --- WebSocket endpoints --------------------------------------------------------------------
     def _connection_allowed(self) -> bool:
@@ -655,8 +769,12 @@ class FakeBinance:
                 self.silence(float(q["seconds"]), q.get("keep_replaying", "false") == "true")
             elif action == "fail_requests":
                 self.fail_next_requests(
-                    int(q.get("n", "1")), int(q.get("status", "429")), int(q.get("retry_after", "1"))
+                    int(q.get("n", "1")), int(q.get("status", "429")), int(q.get("retry_after", "1")), q.get("path")
                 )
+            elif action == "hang_requests":
+                self.hang_next_requests(int(q.get("n", "1")), q.get("path"))
+            elif action == "outage":
+                self.outage(float(q["seconds"]), q.get("mode", "error"), int(q.get("status", "503")))
             elif action == "clock_skew":
                 self.set_clock_skew(float(q["ms"]), q.get("visible", "true") == "true")
             elif action == "ack_delay":
@@ -664,7 +782,7 @@ class FakeBinance:
             elif action == "lose_acks":
                 self.lose_next_acks(int(q.get("n", "1")), q.get("mode", "drop"))
             elif action == "server_shutdown":
-                self.server_shutdown(float(q.get("close_after", "1")))
+                self.server_shutdown(float(q.get("close_after", "1")), int(q.get("repeat", "1")))
             elif action == "pause":
                 self.pause()
             elif action == "resume":

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+from venues.common.summary import Summary
+
 # codes (BDOCS errors.md)
 TOO_MANY_REQUESTS = -1003
 TIMEOUT = -1007
@@ -32,6 +34,11 @@ ORDER_DOES_NOT_EXIST = "Order does not exist"
 UNKNOWN_ORDER = "Unknown order"
 INVALID_API_KEY = "Invalid API key"
 ORDER_STATE_UNKNOWN = "Order state unknown"
+# a request that changes nothing got no usable answer (the guide's words, section 12 and 2.2)
+EXCHANGE_CONNECTION_TIMEOUT = "Exchange connection timeout"
+SNAPSHOT_TIMEOUT = "Order book snapshot timeout"
+FAILED_TO_CONNECT = "Failed to connect to binance"
+EXCHANGE_OUTAGE = "Exchange outage"
 
 
 def guide_reason(code: int, msg: str) -> str:
@@ -103,16 +110,43 @@ class NotConnected(BinanceError):
     """The request could not be sent at all (no connection); it certainly did not execute."""
 
 
+class VenueUnavailable(BinanceError):
+    """A request that changes nothing (a depth snapshot, exchangeInfo, an order query, open
+    orders, the account, the time) got no usable answer: no answer in time, the connection
+    refused or dropped, a 5XX. Nothing is unknown about an order; try again later.
+
+    ``reason`` is the guide's wording: ``Exchange connection timeout``, ``Order book snapshot
+    timeout`` (a depth snapshot), ``Failed to connect to binance``, ``Exchange outage`` (5XX)."""
+
+    def __init__(self, reason: str, detail: str, endpoint: str = "", status: int = 0, code: int = 0) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.endpoint = endpoint
+        self.status = status
+        self.code = code
+        super().__init__(f"{reason}: binance {detail} ({endpoint})")
+
+
 def log_api_error(
-    log: logging.Logger, err: BinanceApiError, context: str, clock_offset_ms: float | None = None
-) -> None:
-    """One exchanges.log line per error, in the guide's words; clock errors carry the measured offset."""
+    log: logging.Logger,
+    err: BinanceApiError,
+    context: str,
+    clock_offset_ms: float | None = None,
+    summary: Summary | None = None,
+) -> bool:
+    """One exchanges.log line per error, in the guide's words; clock errors carry the measured
+    offset. With ``summary``, repeats of the same reason and status are summarised
+    (``venues.common.summary``); returns whether the line was written."""
     extra = ""
     if err.code in (INVALID_TIMESTAMP, INVALID_SIGNATURE) and clock_offset_ms is not None:
         extra = f" clock_offset_ms={clock_offset_ms:.1f}"
     if err.reason == RATE_LIMIT_EXCEEDED:
         extra += " (rate limit)"
-    log.warning(
+    line = (
         f"{err.reason}: binance {context} code={err.code} status={err.status} msg={err.msg!r} "
         f"endpoint={err.endpoint}{extra}"
     )
+    if summary is not None:
+        return summary.warning(f"{err.reason} {err.status}", line)
+    log.warning(line)
+    return True

@@ -520,8 +520,8 @@ class BinanceExecutionClient:
                 else:
                     log_api_error(self.xlog, exc, f"query {track.cid}", self.rest.clock.offset_ms)
                 continue
-            except BinanceError as exc:
-                self.xlog.warning(f"binance query {track.cid} failed: {exc}")
+            except BinanceError as exc:  # Binance unavailable: try again (repeats summarised)
+                self.rest.summary.warning("order query failed", f"binance query {track.cid} failed: {exc}")
                 continue
             self.unknown_resolved += 1
             self.log.info(f"Order state resolved by query client_order_id={track.cid} status={m.status}")

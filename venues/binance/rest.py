@@ -4,10 +4,21 @@ server-clock timestamps, and the HTTP status rules Binance documents.
 - Every request books its documented weight in a local sliding window before it is sent, so
   Binance never has to refuse; ``X-MBX-USED-WEIGHT-1M`` and ``X-MBX-ORDER-COUNT-*`` answers are
   folded back in. Waits are logged (``Rate limit wait ...`` in exchanges.log) and raised as
-  ``rate_limit_wait`` incidents.
-- 429 and 418 carry ``Retry-After``: no request of any kind leaves before it expires.
-- 5XX, -1007 and a lost answer mean the request's fate is unknown (``OrderStateUnknown``); the
-  caller queries, it never assumes failure.
+  ``rate_limit_wait`` incidents, repeats summarised.
+- 429 and 418 carry ``Retry-After``: no request of any kind leaves before it expires. Each new
+  ban is a ``rate_limit`` (429) or ``ip_banned`` (418) incident, ``Rate limit exceeded`` in its
+  detail and in exchanges.log (REST and WS API answers alike: they share the gate).
+- Every request has a timeout: ``order_timeout_s`` for new orders and cancels, ``http_timeout_s``
+  for everything else.
+- For an order or a cancel (anything but a GET), 5XX, -1007, a timeout and a lost answer mean the
+  request's fate is unknown (``OrderStateUnknown``); the caller queries, it never assumes failure.
+  For a GET (depth, exchangeInfo, order query, open orders, account, time) they mean Binance is
+  unavailable (``VenueUnavailable``, in the guide's words: ``Exchange connection timeout``,
+  ``Order book snapshot timeout``, ``Failed to connect to binance``, ``Exchange outage``).
+- Failures (timeouts, refused or dropped connections, 5XX) are tracked as one outage
+  (``venues.common.summary.Outage``): a ``venue_unreachable`` or ``venue_error`` incident and a
+  line when it starts, the repeats summarised while it lasts, a ``venue_restored`` incident and a
+  line with its duration at the first answer after it.
 - -1021 (timestamp outside recvWindow) re-measures the server clock and retries once.
 
 Orders take a faster road when it is open: ``request_now`` signs and writes the request on one of
@@ -23,7 +34,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 from yarl import URL
@@ -33,26 +44,41 @@ from engine.logs import get_logger
 from venues.binance import decode as dec
 from venues.binance.config import BinanceConfig, Credentials
 from venues.binance.errors import (
+    EXCHANGE_CONNECTION_TIMEOUT,
+    EXCHANGE_OUTAGE,
+    FAILED_TO_CONNECT,
     INVALID_SIGNATURE,
     INVALID_TIMESTAMP,
+    RATE_LIMIT_EXCEEDED,
+    SNAPSHOT_TIMEOUT,
     TIMEOUT,
     BinanceApiError,
     NotConnected,
     OrderStateUnknown,
     RateLimited,
+    VenueUnavailable,
     log_api_error,
 )
 from venues.binance.order_wire import SignedTemplate
 from venues.binance.signing import HmacSigner, encode_query, keyed_signer
 from venues.binance.time_sync import ServerClock
 from venues.common.http1 import Http1Connection, Http1Pool, Response, format_request, header_block
+from venues.common.loop import check_write_batching, describe_write_batching
 from venues.common.ratelimit import RequestLimiter, RetryAfterGate, Wait, WeightWindow
+from venues.common.summary import Outage, Summary
 
 _NO_PARAMS: Mapping[str, Any] = {}
 
 USER_AGENT = "hft-system/0.1"
 
 VENUE = "binance"
+DEPTH_PATH = "/api/v3/depth"
+#: incident kinds (``engine.eventlog_schema.INCIDENT_KINDS``)
+RATE_LIMIT = "rate_limit"  # HTTP 429: a limit broken, Retry-After
+IP_BANNED = "ip_banned"  # HTTP 418: the IP is banned, Retry-After
+VENUE_UNREACHABLE = "venue_unreachable"  # no answer in time, connection refused or dropped
+VENUE_ERROR = "venue_error"  # HTTP 5XX, -1007
+VENUE_RESTORED = "venue_restored"  # the first answer after an outage (value: its seconds)
 WEIGHT_WINDOW = "REQUEST_WEIGHT 1M"
 ORDERS_10S = "ORDERS 10S"
 ORDERS_1D = "ORDERS 1D"
@@ -114,6 +140,7 @@ class BinanceRest:
         credentials: Credentials | None = None,
         server_clock: ServerClock | None = None,
         on_incident: Callable[[Incident], None] | None = None,
+        summary_interval_s: float = 60.0,
     ) -> None:
         self.config = config
         self.base = config.rest_url
@@ -121,9 +148,12 @@ class BinanceRest:
         self.clock = server_clock or ServerClock()
         self.on_incident = on_incident
         self.log = get_logger("exchanges")
+        #: repeated warnings (429s of the requests in flight, waits, an outage's failures)
+        self.summary = Summary(self.log, summary_interval_s)
+        self.outage = Outage(VENUE, "REST", self.log, self.summary, self._incident)
         rl = config.rate_limits
         keep = 1.0 - rl.safety_margin
-        self.gate = RetryAfterGate()
+        self.gate = RetryAfterGate(on_block=self._on_ban)
         self.limiter = RequestLimiter(
             {
                 "weight": [WeightWindow(WEIGHT_WINDOW, max(int(rl.request_weight_per_minute * keep), 1), 60.0)],
@@ -147,13 +177,24 @@ class BinanceRest:
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
+        """Open the session; check how the running loop sends writes (``venues.common.loop``:
+        the adapter corks its order connections unless the loop holds a callback's writes)."""
         if self._session is None or self._session.closed:
+            loop = asyncio.get_running_loop()
+            await check_write_batching(loop)  # once per loop (cached)
+            self.log.info(f"binance adapter: {describe_write_batching(loop)}")
             connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=60.0, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self.config.http_timeout_s),
+                timeout=self._timeout(None),
                 headers={"User-Agent": USER_AGENT},
             )
+
+    def _timeout(self, timeout_s: float | None) -> aiohttp.ClientTimeout:
+        """The whole request (connect, send, answer) within ``timeout_s``, ``http_timeout_s`` by
+        default; the connection alone within the smaller of that and ``http_timeout_s``."""
+        total = timeout_s or self.config.http_timeout_s
+        return aiohttp.ClientTimeout(total=total, connect=min(total, self.config.http_timeout_s))
 
     def open_order_connections(self) -> Http1Pool | None:
         """Open the raw keep-alive order connections (in the background; idempotent). Only a
@@ -164,6 +205,9 @@ class BinanceRest:
                 self.config.order_connections,
                 connect_timeout_s=self.config.http_timeout_s,
                 logger=self.log,
+                answer_timeout_s=self.config.order_timeout_s,
+                name=VENUE,
+                summary=self.summary,
             )
             self.fast.start()
         return self.fast
@@ -175,6 +219,7 @@ class BinanceRest:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self.summary.close()
 
     async def __aenter__(self) -> BinanceRest:
         await self.start()
@@ -206,15 +251,25 @@ class BinanceRest:
                     self.log.info(f"binance {name} limit lowered to {new} (exchangeInfo says {r.limit})")
                     w.limit = new
 
+    def _incident(self, inc: Incident) -> None:
+        if self.on_incident is not None:
+            self.on_incident(inc)
+
     def _on_wait(self, wait: Wait) -> None:
         used = ""
         for w in self.limiter.windows["weight"]:
             used = f", weight used {w.used}/{w.limit} per minute"
-        self.log.info(
-            f"Rate limit wait {wait.seconds:.3f}s on binance before sending: {wait.limit} (local rate limit{used})"
-        )
-        if self.on_incident is not None:
-            self.on_incident(Incident(time.time_ns(), VENUE, "", "rate_limit_wait", wait.limit, wait.seconds))
+        line = f"Rate limit wait {wait.seconds:.3f}s on binance before sending: {wait.limit} (local rate limit{used})"
+        # every request waiting behind one full window or ban: one line and one incident, then a count
+        if self.summary.info(f"wait {wait.limit}", line):
+            self._incident(Incident(time.time_ns(), VENUE, "", "rate_limit_wait", wait.limit, wait.seconds))
+
+    def _on_ban(self, seconds: float, reason: str, status: int) -> None:
+        """A new Retry-After ban (``RetryAfterGate.on_block``), from a REST or a WS API answer."""
+        kind = IP_BANNED if status == 418 else RATE_LIMIT
+        what = "IP banned" if status == 418 else "request refused"
+        detail = f"{RATE_LIMIT_EXCEEDED}: binance {what} ({reason}), no request before Retry-After {seconds:.0f} s"
+        self._incident(Incident(time.time_ns(), VENUE, "", kind, detail, seconds))
 
     # --- core ----------------------------------------------------------------------------------
     async def request(
@@ -246,7 +301,7 @@ class BinanceRest:
             query = encode_query(params) if params else ""
         url = URL(f"{self.base}{path}?{query}" if query else f"{self.base}{path}", encoded=True)
         endpoint = f"{method} {path}"
-        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
+        timeout = self._timeout(timeout_s)
         self.requests += 1
         try:
             async with session.request(method, url, headers=headers, timeout=timeout) as resp:
@@ -254,12 +309,36 @@ class BinanceRest:
                 status = resp.status
                 resp_headers = resp.headers
         except aiohttp.ClientConnectorError as exc:
-            raise NotConnected(f"Failed to connect to binance ({endpoint}): {exc}") from exc
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise OrderStateUnknown(f"no answer ({type(exc).__name__}: {exc})", endpoint) from exc
+            self.outage.failure(VENUE_UNREACHABLE, FAILED_TO_CONNECT, f"{endpoint}: {exc}")
+            raise NotConnected(f"{FAILED_TO_CONNECT} ({endpoint}): {exc}") from exc
+        except TimeoutError:
+            self._no_answer(
+                method, path, EXCHANGE_CONNECTION_TIMEOUT, f"no answer within {timeout.total} s", waited_s=timeout.total
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            self._no_answer(method, path, FAILED_TO_CONNECT, f"no answer ({type(exc).__name__}: {exc})", exc)
         return await self._answer(
             status, resp_headers, body, method, path, params, signed, weight, orders, timeout_s, _retried
         )
+
+    def _no_answer(
+        self,
+        method: str,
+        path: str,
+        reason: str,
+        detail: str,
+        cause: BaseException | None = None,
+        waited_s: float = 0.0,
+    ) -> NoReturn:
+        """A request that got no answer: an outage's failure, then the error its kind calls for
+        (an order's fate is unknown; anything else just failed)."""
+        endpoint = f"{method} {path}"
+        if reason == EXCHANGE_CONNECTION_TIMEOUT and path == DEPTH_PATH:
+            reason = SNAPSHOT_TIMEOUT
+        self.outage.failure(VENUE_UNREACHABLE, reason, f"binance {endpoint} {detail}", waited_s)
+        if method != "GET":
+            raise OrderStateUnknown(f"{reason}: {detail}", endpoint) from cause
+        raise VenueUnavailable(reason, detail, endpoint) from cause
 
     def _signer_for(self) -> HmacSigner:
         creds = self.credentials
@@ -292,21 +371,26 @@ class BinanceRest:
         self.status_counts[status] = self.status_counts.get(status, 0) + 1
         self._observe_headers(resp_headers)
         if 200 <= status < 300:
+            self.outage.success()
             return body
         err = dec.decode_error(body)
         code, msg = (err.code, err.msg) if err is not None else (0, body[:200].decode("utf-8", "replace"))
+        if status >= 500 or code == TIMEOUT:
+            reason = EXCHANGE_CONNECTION_TIMEOUT if code == TIMEOUT else EXCHANGE_OUTAGE
+            detail = f"HTTP {status} code={code} {msg!r}"
+            self.outage.failure(VENUE_ERROR, reason, f"binance {endpoint} {detail}")
+            if method != "GET":
+                raise OrderStateUnknown(detail, endpoint, status, code)
+            raise VenueUnavailable(reason, detail, endpoint, status, code)
+        self.outage.success()  # it answered: whatever the answer, it is there
         if status in (429, 418):
             retry = _retry_after_s(resp_headers, status)
-            self.gate.block(retry, f"HTTP {status}")
+            self.gate.block(retry, f"HTTP {status} to {endpoint}", status)
             exc = RateLimited(status, code, msg, retry, endpoint)
-            log_api_error(self.log, exc, f"HTTP {status}, no request before Retry-After {retry:.0f}s")
-            if self.on_incident is not None:
-                self.on_incident(
-                    Incident(time.time_ns(), VENUE, "", "rate_limit_wait", f"HTTP {status} Retry-After", retry)
-                )
+            log_api_error(
+                self.log, exc, f"HTTP {status}, no request before Retry-After {retry:.0f}s", summary=self.summary
+            )
             raise exc
-        if status >= 500 or code == TIMEOUT:
-            raise OrderStateUnknown(f"HTTP {status} code={code} {msg!r}", endpoint, status, code)
         exc = BinanceApiError(status, code, msg, endpoint)
         if code in (INVALID_TIMESTAMP, INVALID_SIGNATURE):
             log_api_error(self.log, exc, f"recvWindow={self.config.recv_window_ms}", self.clock.offset_ms)
@@ -426,14 +510,24 @@ class BinanceRest:
         """The checked answer to a ``request_now`` request (same errors as ``request``);
         ``params`` replaces the request's own (a template request has none)."""
         endpoint = f"{req.method} {req.path}"
+        conn = req.conn
         try:
-            status, headers, body = await asyncio.wait_for(req.answer, req.timeout_s)
+            if req.timeout_s == conn.answer_timeout_s:  # the connection's own sweep enforces it
+                status, headers, body = await req.answer
+            else:
+                status, headers, body = await asyncio.wait_for(req.answer, req.timeout_s)
         except TimeoutError:
             # later answers on this connection would be matched to the wrong requests: drop it
-            req.conn.abort(f"no answer to {endpoint} within {req.timeout_s}s")
-            raise OrderStateUnknown(f"no answer within {req.timeout_s}s", endpoint) from None
+            conn.abort(f"no answer to {endpoint} within {req.timeout_s}s")
+            self._no_answer(
+                req.method,
+                req.path,
+                EXCHANGE_CONNECTION_TIMEOUT,
+                f"no answer within {req.timeout_s} s",
+                waited_s=req.timeout_s,
+            )
         except ConnectionError as exc:
-            raise OrderStateUnknown(f"no answer ({exc})", endpoint) from exc
+            self._no_answer(req.method, req.path, FAILED_TO_CONNECT, f"no answer ({exc})", exc)
         return await self._answer(
             status,
             headers,

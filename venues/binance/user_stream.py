@@ -78,7 +78,10 @@ class BinanceUserStream:
                 )
             except BinanceError as exc:
                 delay = getattr(exc, "retry_after_s", 0.0) or backoff.next_delay()
-                self.log.warning(f"binance user data subscribe failed: {exc}; retrying in {delay:.1f}s")
+                # while Binance is away this repeats every few seconds: summarised
+                self.ws_api.summary.warning(
+                    "user data subscribe", f"binance user data subscribe failed: {exc}; retrying in {delay:.1f}s"
+                )
                 await asyncio.sleep(delay)
                 continue
             sub_id = 0
@@ -88,6 +91,7 @@ class BinanceUserStream:
                 except (msgspec.DecodeError, AttributeError, TypeError, ValueError):
                     sub_id = 0
             self.subscription_id = sub_id
+            self.ws_api.summary.flush("user data subscribe")
             self.log.info(f"Subscribed to binance user data stream (subscriptionId={sub_id})")
             if self._again:
                 self._again = False

@@ -2,8 +2,12 @@
 user-data events (``{"subscriptionId":..,"event":{..}}``) that arrive on the same connection.
 
 Requests book their weight in the adapter's shared limiter (Binance counts REST and WS API
-weight together per IP). A request whose connection drops before its answer arrives fails with
-``OrderStateUnknown``: for an order that means "query it", never "it failed".
+weight together per IP), and a 429/418 answer blocks its shared Retry-After gate (the REST
+client raises the incident for a new ban). A request whose connection drops before its answer
+arrives, or that gets no answer in time, fails with ``OrderStateUnknown`` when it places or
+cancels orders ("query it", never "it failed"), and with ``VenueUnavailable`` when it only reads
+(``Exchange connection timeout``). Repeated warnings (``serverShutdown`` bursts, 429s) are
+summarised (``venues.common.summary``); a ``serverShutdown`` reconnects once per connection.
 
 ``send_now`` is the order hot path: it signs, encodes and writes the request frame to the socket
 before returning (``None`` when the limiter says wait, so the caller takes the awaited ``call``);
@@ -25,6 +29,8 @@ from engine.logs import get_logger
 from venues.binance.config import BinanceConfig, Credentials
 from venues.binance.decode import ServerShutdownMsg, UserFrameDecoder, WsApiMessage
 from venues.binance.errors import (
+    EXCHANGE_CONNECTION_TIMEOUT,
+    EXCHANGE_OUTAGE,
     INVALID_SIGNATURE,
     INVALID_TIMESTAMP,
     TIMEOUT,
@@ -32,6 +38,7 @@ from venues.binance.errors import (
     NotConnected,
     OrderStateUnknown,
     RateLimited,
+    VenueUnavailable,
     log_api_error,
 )
 from venues.binance.order_wire import SignedTemplate
@@ -39,12 +46,20 @@ from venues.binance.signing import HmacSigner, keyed_signer
 from venues.binance.time_sync import ServerClock
 from venues.common.backoff import AttemptWindow, ReconnectPolicy
 from venues.common.ratelimit import RequestLimiter
+from venues.common.summary import Summary
 from venues.common.ws import DirectConnection, ReconnectingWebSocket, WsSettings
 
 _encode = msgspec.json.encode
 
 
 _SWEEP_S = 0.05  # how often answered and timed-out requests are swept; how late a timeout may fire
+
+
+def changes_state(method: str) -> bool:
+    """Whether a WS API method may place or cancel orders (its fate matters when unanswered)."""
+    if method in ("order.status", "order.test", "orderList.status", "openOrders.status", "allOrders"):
+        return False
+    return method.startswith(("order.", "orderList.", "sor.order", "openOrders.cancel"))
 
 
 class BinanceWsApi:
@@ -69,6 +84,9 @@ class BinanceWsApi:
         self.on_connected: list[Callable[[], None]] = []
         self.on_disconnected: list[Callable[[str], None]] = []
         self.log = get_logger("exchanges")
+        self.summary = Summary(self.log)
+        self._shutdown_conn: object = None  # the connection a serverShutdown was acted on for
+        self.server_shutdowns = 0
         self.decoder = UserFrameDecoder(self.log)
         self._pending: dict[str, asyncio.Future[WsApiMessage]] = {}
         self._prefix = f"h{os.getpid() % 10000}x"
@@ -100,6 +118,7 @@ class BinanceWsApi:
             self._sweeper.cancel()
             self._sweeper = None
         self._deadlines.clear()
+        self.summary.close()
 
     @property
     def connected(self) -> bool:
@@ -234,6 +253,7 @@ class BinanceWsApi:
         self, method: str, rid: str, fut: asyncio.Future[WsApiMessage], timeout_s: float | None = None
     ) -> WsApiMessage:
         """The response to a request sent with ``send_now``, checked (raises the adapter's errors)."""
+        endpoint = f"ws {method}"
         try:
             try:
                 if timeout_s is None or timeout_s == self.config.order_timeout_s:
@@ -242,7 +262,13 @@ class BinanceWsApi:
                 else:
                     msg = await asyncio.wait_for(fut, timeout_s)
             except TimeoutError:
-                raise OrderStateUnknown("no response in time", f"ws {method}") from None
+                if changes_state(method):
+                    raise OrderStateUnknown("no response in time", endpoint) from None
+                raise VenueUnavailable(EXCHANGE_CONNECTION_TIMEOUT, "no response in time", endpoint) from None
+            except OrderStateUnknown as exc:  # the connection closed before the answer
+                if changes_state(method):
+                    raise
+                raise VenueUnavailable(EXCHANGE_CONNECTION_TIMEOUT, exc.detail, endpoint) from exc
         finally:
             self._pending.pop(rid, None)
         self._observe(msg)
@@ -250,7 +276,6 @@ class BinanceWsApi:
             return msg
         err = msg.error
         code, text = (err.code, err.msg) if err is not None else (0, "")
-        endpoint = f"ws {method}"
         if msg.status in (429, 418):
             retry = 10.0
             data = err.data if err is not None else None
@@ -258,12 +283,18 @@ class BinanceWsApi:
                 server_now = data.get("serverTime") or self.clock.now_ms()
                 retry = max((data["retryAfter"] - server_now) / 1000.0, 0.0)
             if self.limiter is not None:
-                self.limiter.gate.block(retry, f"WS API {msg.status}")
+                self.limiter.gate.block(retry, f"WS API status {msg.status} to {method}", msg.status)
             exc = RateLimited(msg.status, code, text, retry, endpoint)
-            log_api_error(self.log, exc, f"WS API status {msg.status}, no request before {retry:.0f}s")
+            log_api_error(
+                self.log, exc, f"WS API status {msg.status}, no request before {retry:.0f}s", summary=self.summary
+            )
             raise exc
         if msg.status >= 500 or code == TIMEOUT:
-            raise OrderStateUnknown(f"status {msg.status} code={code} {text!r}", endpoint, msg.status, code)
+            detail = f"status {msg.status} code={code} {text!r}"
+            if changes_state(method):
+                raise OrderStateUnknown(detail, endpoint, msg.status, code)
+            reason = EXCHANGE_CONNECTION_TIMEOUT if code == TIMEOUT else EXCHANGE_OUTAGE
+            raise VenueUnavailable(reason, detail, endpoint, msg.status, code)
         exc = BinanceApiError(msg.status, code, text, endpoint)
         if code in (INVALID_TIMESTAMP, INVALID_SIGNATURE):
             log_api_error(self.log, exc, f"recvWindow={self.config.recv_window_ms}", self.clock.offset_ms)
@@ -328,8 +359,12 @@ class BinanceWsApi:
         msg, event = r
         if event is not None:
             if type(event) is ServerShutdownMsg:
-                self.log.warning(f"{self.ws.name}: serverShutdown received, reconnecting")
-                self.ws.reconnect_now("serverShutdown")
+                self.server_shutdowns += 1
+                self.summary.warning("serverShutdown", f"{self.ws.name}: serverShutdown received, reconnecting")
+                live = self.ws.ws
+                if live is not self._shutdown_conn:  # one reconnect per connection, however many notices
+                    self._shutdown_conn = live
+                    self.ws.reconnect_now("serverShutdown")
                 return
             if self.on_event is not None:
                 self.on_event(msg, event, ts_recv)

@@ -10,6 +10,14 @@ allowed up to ``max_in_flight``), so a FIFO of futures matches them.
 Only what venue order entry needs: ``Content-Length`` and ``chunked`` bodies, ``Connection:
 close``. A connection that dies fails its in-flight futures with ``ConnectionError`` (the caller
 must treat the request's outcome as unknown) and is reopened in the background.
+
+Every request has a deadline: with ``answer_timeout_s`` a connection fails a request whose answer
+is overdue with ``AnswerTimeout`` and drops itself (the answers after it could no longer be
+matched to their requests), failing the others in flight with ``ConnectionError``. Every request
+waits with the same timeout, so the deadlines come in order: one sweep every ``SWEEP_S`` while
+requests are in flight replaces a timer per request. Opening a connection is bounded by
+``connect_timeout_s``; failed attempts are logged once and then summarised
+(``venues.common.summary``).
 """
 
 from __future__ import annotations
@@ -25,24 +33,36 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from venues.common.loop import queued_sends
+from venues.common.summary import Summary
 
 Response = tuple[int, CIMultiDict[str], bytes]
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
+SWEEP_S = 0.05  # how often overdue answers are looked for; how late a timeout may fire
 
 
 class HttpProtocolError(ConnectionError):
     """The server's answer is not HTTP/1.1 we understand; the connection is dropped."""
 
 
-class Http1Connection(asyncio.Protocol):
-    """One keep-alive connection; ``request(data)`` writes and returns the answer's future."""
+class AnswerTimeout(TimeoutError):
+    """No answer within the connection's ``answer_timeout_s``; the connection was dropped."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+
+class Http1Connection(asyncio.Protocol):
+    """One keep-alive connection; ``request(data)`` writes and returns the answer's future.
+
+    ``answer_timeout_s``: a request not answered by then fails with ``AnswerTimeout`` and the
+    connection drops (None: the caller bounds its wait itself)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, answer_timeout_s: float | None = None) -> None:
         self.loop = loop
+        self.answer_timeout_s = answer_timeout_s
         self.transport: asyncio.Transport | None = None
         self.pending: deque[asyncio.Future[Response]] = deque()
+        self._deadlines: deque[tuple[float, asyncio.Future[Response]]] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
         self.lost: asyncio.Future[None] = loop.create_future()
         self.closing = False
         self.requests = 0
@@ -99,10 +119,29 @@ class Http1Connection(asyncio.Protocol):
             t.write(data)
         # the answer is read in a later loop iteration, so its future can wait until the bytes
         # are written: on the order path that is a future's creation less before the send
-        fut: asyncio.Future[Response] = self.loop.create_future()
+        loop = self.loop
+        fut: asyncio.Future[Response] = loop.create_future()
         self.pending.append(fut)
         self.requests += 1
+        timeout = self.answer_timeout_s
+        if timeout is not None:
+            self._deadlines.append((loop.time() + timeout, fut))
+            if self._sweeper is None:
+                self._sweeper = loop.call_later(SWEEP_S, self._sweep)
         return fut
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        deadlines = self._deadlines
+        now = self.loop.time()
+        while deadlines and (deadlines[0][1].done() or deadlines[0][0] <= now):
+            fut = deadlines.popleft()[1]
+            if not fut.done():
+                timeout = self.answer_timeout_s
+                self.abort(f"no answer within {timeout} s", AnswerTimeout(f"no answer within {timeout} s"))
+                return
+        if deadlines:
+            self._sweeper = self.loop.call_later(SWEEP_S, self._sweep)
 
     def cork(self) -> None:
         """Hold requests until ``uncork`` writes them together (one system call per event)."""
@@ -115,20 +154,27 @@ class Http1Connection(asyncio.Protocol):
             self.transport.write(b"".join(corked))
         # on a connection lost meanwhile the futures of these requests already failed
 
-    def abort(self, reason: str) -> None:
-        """Drop the connection (e.g. an answer overdue: later answers on it cannot be trusted)."""
+    def abort(self, reason: str, first: Exception | None = None) -> None:
+        """Drop the connection (e.g. an answer overdue: later answers on it cannot be trusted).
+        ``first``: the exception for the oldest request in flight (the others get
+        ``ConnectionError(reason)``)."""
         self.closing = True
         if self.transport is not None:
             self.transport.abort()
-        self._fail(ConnectionError(reason))
+        self._fail(ConnectionError(reason), first)
 
     # --- parsing ---------------------------------------------------------------------------
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: Exception, first: Exception | None = None) -> None:
         self.closing = True
         pending, self.pending = self.pending, deque()
         for fut in pending:
             if not fut.done():
-                fut.set_exception(exc)
+                fut.set_exception(first or exc)
+                first = None
+        self._deadlines.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -240,7 +286,9 @@ class Http1Pool:
 
     ``request_now(data)`` writes on the connection with the fewest answers outstanding (at most
     ``max_in_flight`` each) and returns the answer's future, or None when no connection can take
-    it now (the caller then takes its ordinary, awaited path).
+    it now (the caller then takes its ordinary, awaited path). ``answer_timeout_s`` bounds every
+    request's wait (``Http1Connection``); ``name`` (the venue) starts the connect-failure lines
+    (``Failed to connect to <name>``), summarised by ``summary`` (one is made when not given).
     """
 
     def __init__(
@@ -252,6 +300,9 @@ class Http1Pool:
         connect_timeout_s: float = 5.0,
         retry_delay_s: float = 0.5,
         logger: logging.Logger | None = None,
+        answer_timeout_s: float | None = None,
+        name: str = "",
+        summary: Summary | None = None,
     ) -> None:
         u = URL(url)
         if u.scheme not in ("http", "https") or not u.host:
@@ -267,7 +318,10 @@ class Http1Pool:
         self.max_in_flight = max_in_flight
         self.connect_timeout_s = connect_timeout_s
         self.retry_delay_s = retry_delay_s
+        self.answer_timeout_s = answer_timeout_s
+        self.name = name or self.host_header
         self.log = logger or logging.getLogger(__name__)
+        self.summary = summary or Summary(self.log)
         self._slots: list[Http1Connection | None] = [None] * size
         self.connects = 0
         self.failures = 0
@@ -311,6 +365,7 @@ class Http1Pool:
             if c.transport is not None:
                 c.transport.close()
         self._slots = [None] * self.size
+        self.summary.flush(f"connect {self.host_header}")
 
     def pick(self) -> Http1Connection | None:
         best = None
@@ -341,7 +396,7 @@ class Http1Pool:
         loop = asyncio.get_running_loop()
         delay = self.retry_delay_s
         while not self._closing:
-            conn = Http1Connection(loop)
+            conn = Http1Connection(loop, self.answer_timeout_s)
             try:
                 await asyncio.wait_for(
                     loop.create_connection(
@@ -355,7 +410,13 @@ class Http1Pool:
                 )
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 self.failures += 1
-                self.log.warning(f"order connection to {self.host_header} failed: {type(exc).__name__}: {exc}")
+                if isinstance(exc, TimeoutError):
+                    exc = TimeoutError(f"no connection within {self.connect_timeout_s} s")
+                self.summary.warning(
+                    f"connect {self.host_header}",
+                    f"Failed to connect to {self.name}: order connection to {self.host_header}: "
+                    f"{type(exc).__name__}: {exc}",
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue

@@ -129,20 +129,39 @@ class WeightWindow:
 
 
 class RetryAfterGate:
-    """No request before ``blocked_until`` (monotonic seconds), set from Retry-After answers."""
+    """No request before ``blocked_until`` (monotonic seconds), set from Retry-After answers.
 
-    __slots__ = ("_clock", "blocked_until", "reason")
+    ``on_block(seconds, reason, status)`` hears of each new ban: one that starts while none is in
+    force, or a 418 (IP banned) while a 429 holds. The answers of the requests already in flight
+    when the first 429 came (all 429 too, often) extend the ban without being news."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    __slots__ = ("_clock", "blocked_until", "on_block", "reason", "status")
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        on_block: Callable[[float, str, int], None] | None = None,
+    ) -> None:
         self._clock = clock
         self.blocked_until = 0.0
         self.reason = ""
+        self.status = 0  # HTTP status of the ban in force (429, 418; 0 when unknown)
+        self.on_block = on_block
 
-    def block(self, seconds: float, reason: str) -> None:
-        until = self._clock() + max(seconds, 0.0)
+    def block(self, seconds: float, reason: str, status: int = 0) -> bool:
+        """Hold every request for ``seconds``; True when this is a new ban (``on_block`` was told)."""
+        now = self._clock()
+        until = now + max(seconds, 0.0)
+        fresh = self.blocked_until <= now
+        escalated = not fresh and status == 418 and self.status != 418
+        if fresh or escalated:
+            self.status = status
         if until > self.blocked_until:
             self.blocked_until = until
             self.reason = reason
+        if (fresh or escalated) and self.on_block is not None:
+            self.on_block(seconds, reason, status)
+        return fresh or escalated
 
     def wait_time(self) -> float:
         return max(self.blocked_until - self._clock(), 0.0)
