@@ -184,6 +184,7 @@ INCIDENT_KINDS = (
     "bad_level",  # non-positive price or size in the feed
     "stale_data",
     "resync",
+    "id_jump",  # an update id implausibly far from the book's: refused, the book rebuilt
     "disconnect",
     "reconnect",
     "rate_limit_wait",  # the local limiter held a request back

@@ -12,7 +12,7 @@ from test_binance_support import CAPTURE, FIXTURES, capture_log, fixture
 
 from engine.book import Book
 from engine.events import Incident
-from venues.binance.book_sync import BUFFERING, SYNCED, BookSync
+from venues.binance.book_sync import BUFFERING, MAX_ID_JUMP, SYNCED, BookSync
 from venues.binance.decode import BookTop, DepthDiff, MarketFrameDecoder, Snapshot, decode_snapshot
 from venues.binance.filters import SymbolFilters, to_instrument
 from venues.binance.symbols import SymbolMap
@@ -22,17 +22,45 @@ NKN = to_instrument(SymbolFilters("NKN-USDT", "NKNUSDT", "NKN", "USDT", tick=10_
 
 
 class Harness:
-    """A BookSync wired to lists: snapshot requests, served books, incidents."""
+    """A BookSync wired to lists: snapshot requests, served books, incidents, and the reasons of
+    ``on_invalid`` (checked against the contract: once per valid -> invalid transition, with the
+    book already invalid, before that moment's incident)."""
 
-    def __init__(self, inst=BTC, stale_after_ns: int = 5_000_000_000, hook=None) -> None:
+    def __init__(self, inst=BTC, stale_after_ns: int = 5_000_000_000, hook=None, max_id_jump: int = MAX_ID_JUMP):
         self.book = Book(inst)
         self.hook = hook
         self.requests: list[int] = []
         self.served: list[tuple[int, int, int, int, int, bool, bool]] = []
         self.incidents: list[Incident] = []
-        self.sync = BookSync(self.book, self.requests.append, self._on_book, self.incidents.append, stale_after_ns)
+        self.invalid: list[str] = []
+        self.invalid_at: list[int] = []  # how many incidents there were at each on_invalid
+        self.shown_valid = False  # what the callbacks said last: on_book (True) or on_invalid (False)
+        self.sync = BookSync(
+            self.book,
+            self.requests.append,
+            self._on_book,
+            self.incidents.append,
+            stale_after_ns,
+            on_invalid=self._on_invalid,
+            max_id_jump=max_id_jump,
+        )
+
+    def _on_invalid(self, b: Book, reason: str) -> None:
+        assert b is self.sync.book and not b.valid
+        assert self.shown_valid, f"on_invalid({reason}) for a book that was not valid"
+        self.shown_valid = False
+        self.invalid_at.append(len(self.incidents))
+        self.invalid.append(reason)
+
+    def check_invalid_came_first(self) -> None:
+        """Each on_invalid came before the incident of its moment (where that moment has one)."""
+        for reason, n in zip(self.invalid, self.invalid_at, strict=True):
+            if reason in ("sequence_gap", "crossed_book", "stale_data", "id_jump", "bad_level"):
+                assert self.incidents[n].kind == reason, (reason, [i.kind for i in self.incidents[n:]])
 
     def _on_book(self, b: Book) -> None:
+        assert b.valid
+        self.shown_valid = True
         if self.hook is not None:
             self.hook(b)
         self.served.append(
@@ -165,6 +193,8 @@ def test_dropped_diff_is_a_gap_then_resync(btc_events) -> None:
     assert h.sync.gaps == 1 and h.sync.resyncs == 1 and len(h.requests) == 2
     kinds = [i.kind for i in h.incidents]
     assert kinds == ["sequence_gap", "resync"]
+    assert h.invalid == ["sequence_gap"]  # once, at the gap (not again when the resync starts)
+    h.check_invalid_came_first()
     # nothing was served between the gap and the resync
     served_ids = [s[0] for s in h.served]
     assert not any(victim.last_id <= u <= at for u in served_ids)
@@ -216,6 +246,8 @@ def test_stale_then_resumed(btc_events) -> None:
         nxt = next(e for e in events[3000:] if isinstance(e, DepthDiff) and e.first_id == h.book.update_id + 1)
         h.sync.on_diff(nxt)
     assert [i.kind for i in h.incidents] == ["stale_data"]
+    assert h.invalid == ["stale_data"]
+    h.check_invalid_came_first()
     assert h.incidents[0].value == pytest.approx(2.5)
     assert logs.grep("Stale market data venue=binance symbol=BTC-USDT")
     assert logs.grep("Market data resumed")
@@ -235,7 +267,8 @@ def test_crossed_book_never_served() -> None:
     # an ask below the best bid: the venue would never publish this; we must not serve it
     h.sync.on_diff(DepthDiff("BTC-USDT", 13, 13, 0, 2, lv(), lv((98, 3))))
     assert not h.book.valid and h.sync.crossed == 1 and h.sync.state is BUFFERING
-    assert [i.kind for i in h.incidents] == ["crossed_book"]
+    assert [i.kind for i in h.incidents] == ["crossed_book"] and h.invalid == ["crossed_book"]
+    h.check_invalid_came_first()
     assert len(h.served) == 1
 
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from engine.config import refuse_secrets, unknown_field
 from engine.errors import ConfigError
+from engine.logs import register_secret
 from venues.binance.symbols import is_canonical
 from venues.common.backoff import BackoffSettings
 
@@ -25,7 +27,6 @@ REST_URL = "https://api.binance.com"
 WS_URL = "wss://stream.binance.com:9443"
 WS_API_URL = "wss://ws-api.binance.com:443/ws-api/v3"
 _ENDPOINT_ENV = {"rest_url": "BINANCE_REST_URL", "ws_url": "BINANCE_WS_URL", "ws_api_url": "BINANCE_WS_API_URL"}
-_SECRET_FIELDS = ("api_key", "api_secret", "secret", "secret_key", "apikey", "key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,12 @@ class BinanceConfig:
     depth_snapshot_limit: int = 1000
     depth_update_ms: int = 100
     stale_data_timeout_s: float = 5.0
+    #: the largest plausible step of the depth stream's update ids: ``u - U`` of one diff, a jump
+    #: past the book's id, a snapshot's distance from the buffered diffs (``book_sync``). Real
+    #: BTCUSDT: at most 1,465 ids in one 100 ms message
+    max_update_id_jump: int = 1_000_000
+    #: trades printed further than this from the book's mid (percent) are refused (``bad_trade``)
+    trade_band_pct: float = 10.0
     #: reconnect when the market-data socket has been silent this long
     silence_reconnect_s: float = 30.0
     order_entry: str = "rest"  # rest | ws
@@ -95,6 +102,7 @@ class BinanceConfig:
         secret = env.get(self.api_secret_env, "").strip()
         if not key or not secret:
             return None
+        register_secret(key, secret)  # masked in every log line from now on
         return Credentials(key, secret)
 
     def require_credentials(self, env: Mapping[str, str] | None = None) -> Credentials:
@@ -120,6 +128,8 @@ _TOP = {
     "depth_snapshot_limit",
     "depth_update_ms",
     "stale_data_timeout_s",
+    "max_update_id_jump",
+    "trade_band_pct",
     "silence_reconnect_s",
     "order_entry",
     "order_connections",
@@ -146,7 +156,7 @@ class _Reader:
             raise self.fail(name, f"must be an object, got {type(v).__name__}")
         for k in v:
             if k not in allowed:
-                raise self.fail(f"{name}.{k}", f"unknown field (expected one of {sorted(allowed)})")
+                raise self.fail(f"{name}.{k}", unknown_field(k, allowed))
         return v
 
     def num(self, data: Mapping[str, Any], name: str, default: float, lo: float, hi: float, label: str = "") -> float:
@@ -191,11 +201,10 @@ def parse_config(
         raise ConfigError(path, f"top level must be a JSON object, got {type(data).__name__}")
     data = dict(data)
     env = os.environ if env is None else env
+    refuse_secrets(data, path, "set BINANCE_API_KEY/BINANCE_API_SECRET in the environment")
     for k in data:
-        if k.lower() in _SECRET_FIELDS:
-            raise r.fail(k, "API keys must not be stored in config files; set BINANCE_API_KEY/BINANCE_API_SECRET")
         if k not in _TOP:
-            raise r.fail(k, f"unknown field (expected one of {sorted(_TOP)})")
+            raise r.fail(k, unknown_field(k, _TOP))
     if data.get("venue", "binance") != "binance":
         raise r.fail("venue", f"must be 'binance', got {data.get('venue')!r}")
     for name, var in _ENDPOINT_ENV.items():
@@ -268,6 +277,8 @@ def parse_config(
         depth_snapshot_limit=r.int_(data, "depth_snapshot_limit", 1000, 1, 5000),
         depth_update_ms=speed,
         stale_data_timeout_s=stale,
+        max_update_id_jump=r.int_(data, "max_update_id_jump", 1_000_000, 1_000, 2**40),
+        trade_band_pct=r.num(data, "trade_band_pct", 10.0, 0.1, 1000.0),
         silence_reconnect_s=silence,
         order_entry=r.string(data, "order_entry", "rest", ("rest", "ws")),
         order_connections=r.int_(data, "order_connections", 2, 0, 16),

@@ -10,11 +10,17 @@ whole, so a bad level can never leave a book half-updated.
 
 A frame that does not decode (bad JSON, wrong types, missing fields, bad numbers) is counted and
 logged by ``MarketFrameDecoder`` / ``UserFrameDecoder`` and dropped; it never raises into a feed.
+Market data is bounded here: every id (``U``, ``u``, ``lastUpdateId``, trade and bookTicker ids)
+and every fixed-point price and quantity must lie in ``[0, 2**62]`` (``numbers.MAX_WIRE``), venue
+times in ms at most ``MAX_EVENT_MS``, and a diff must have ``U <= u``; anything else is a
+malformed frame. (A zero price is well-formed: the book's sync refuses it as ``bad_level``, the
+feed a zero-price trade as ``bad_trade``.)
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -23,7 +29,17 @@ from msgspec import Raw, Struct, field
 
 from engine.events import Trade
 from engine.logs import get_logger
-from venues.binance.numbers import SCALE, depth_from_json, levels_array, levels_from_json, parse_fixed
+from venues.binance.numbers import (
+    MAX_EVENT_MS,
+    MAX_WIRE,
+    SCALE,
+    depth_from_json,
+    levels_array,
+    levels_from_json,
+    parse_fixed,
+    parse_wire,
+    wire_int,
+)
 from venues.binance.symbols import SymbolMap
 
 VENUE = "binance"
@@ -379,8 +395,11 @@ def levels_fixed(raw: bytes | Raw, scale: int = SCALE) -> np.ndarray:
 
 
 def decode_snapshot(body: bytes, ts_recv: int = 0, scale: int = SCALE) -> Snapshot:
+    """A REST depth snapshot; ValueError (msgspec's errors are ValueErrors too) when it is malformed
+    or carries an id or value beyond ``MAX_WIRE``."""
     m = _snapshot.decode(body)
-    return Snapshot(m.last_update_id, levels_fixed(m.bids, scale), levels_fixed(m.asks, scale), ts_recv)
+    lid = wire_int(m.last_update_id, "lastUpdateId")
+    return Snapshot(lid, levels_fixed(m.bids, scale), levels_fixed(m.asks, scale), ts_recv)
 
 
 def decode_server_time(body: bytes) -> int:
@@ -441,15 +460,19 @@ class _MalformedCounter:
         self.what = what
         self.log = logger
         self.malformed = 0
+        #: told ``(count, description)`` whenever a malformed frame is logged (the first 20, then
+        #: every 1000th): the market-data feed raises a ``decode_error`` incident from it
+        self.on_malformed: Callable[[int, str], None] | None = None
 
     def bad(self, frame: bytes | str, exc: BaseException) -> None:
         self.malformed += 1
         n = self.malformed
         if n <= self.LOG_FIRST or n % self.LOG_EVERY == 0:
             sample = frame[:200] if isinstance(frame, (bytes, str)) else repr(frame)[:200]
-            self.log.warning(
-                f"Malformed {self.what} frame dropped (#{n}): {type(exc).__name__}: {str(exc)[:200]}; frame={sample!r}"
-            )
+            what = f"{type(exc).__name__}: {str(exc)[:200]}"
+            self.log.warning(f"Malformed {self.what} frame dropped (#{n}): {what}; frame={sample!r}")
+            if self.on_malformed is not None:
+                self.on_malformed(n, what)
 
 
 class MarketFrameDecoder(_MalformedCounter):
@@ -462,6 +485,9 @@ class MarketFrameDecoder(_MalformedCounter):
         self.scale = scale
         self.unknown_streams = 0
         self._routes: dict[str, tuple[int, str]] = {}
+        #: the symbol whose depth message the last ``decode`` dropped as malformed (its book lost a
+        #: message), else None; the feed reads and clears it
+        self.lost_depth: str | None = None
 
     def _route(self, stream: str) -> tuple[int, str] | None:
         hit = self._routes.get(stream)
@@ -485,6 +511,7 @@ class MarketFrameDecoder(_MalformedCounter):
         return k, symbol
 
     def decode(self, frame: bytes, ts_recv: int) -> MarketEvent | None:
+        depth_of = None
         try:
             env = _envelope.decode(frame)
             if env.stream:
@@ -494,16 +521,23 @@ class MarketFrameDecoder(_MalformedCounter):
                     return None
                 kind, symbol = route
                 if kind == 0:
+                    depth_of = symbol
                     fast = depth_from_json(env.data, self.scale)
-                    if fast is not None:
+                    if fast is not None:  # ids and values: at most 18 digits each
                         ev, first, last, bids, asks = fast
+                        if last < first or ev > MAX_EVENT_MS:
+                            raise ValueError(f"depth update with U={first} u={last} E={ev}")
                         return DepthDiff(symbol, first, last, ev * MS, ts_recv, bids, asks)
                     m = _depth.decode(env.data)
                     sc = self.scale
+                    first = wire_int(m.first_id, "U")
+                    last = wire_int(m.last_id, "u")
+                    if last < first or not 0 <= m.event_time <= MAX_EVENT_MS:
+                        raise ValueError(f"depth update with U={first} u={last} E={m.event_time}")
                     return DepthDiff(
                         symbol,
-                        m.first_id,
-                        m.last_id,
+                        first,
+                        last,
                         m.event_time * MS,
                         ts_recv,
                         levels_fixed(m.bids, sc),
@@ -513,6 +547,12 @@ class MarketFrameDecoder(_MalformedCounter):
                     t = _trade.decode(env.data)
                     px = parse_fixed(t.price, self.scale)
                     qty = parse_fixed(t.qty, self.scale)
+                    if (
+                        px > MAX_WIRE
+                        or qty > MAX_WIRE
+                        or not (0 <= t.trade_id <= MAX_WIRE and 0 <= t.trade_time <= MAX_EVENT_MS)
+                    ):
+                        raise ValueError(f"trade p={t.price[:40]} q={t.qty[:40]} t={t.trade_id} T={t.trade_time}")
                     div = 10.0**self.scale
                     # m = buyer is the maker, so the aggressor sold
                     return Trade(
@@ -530,11 +570,11 @@ class MarketFrameDecoder(_MalformedCounter):
                 sc = self.scale
                 return BookTop(
                     symbol,
-                    b.update_id,
-                    parse_fixed(b.bid, sc),
-                    parse_fixed(b.bid_qty, sc),
-                    parse_fixed(b.ask, sc),
-                    parse_fixed(b.ask_qty, sc),
+                    wire_int(b.update_id, "u"),
+                    parse_wire(b.bid, sc),
+                    parse_wire(b.bid_qty, sc),
+                    parse_wire(b.ask, sc),
+                    parse_wire(b.ask_qty, sc),
                     ts_recv,
                 )
             if env.e == "serverShutdown":
@@ -543,6 +583,7 @@ class MarketFrameDecoder(_MalformedCounter):
                 return ControlReply(env.id, env.code, env.msg)
             raise ValueError("frame has neither a stream nor a known event")
         except _DECODE_ERRORS as exc:
+            self.lost_depth = depth_of
             self.bad(frame, exc)
             return None
 

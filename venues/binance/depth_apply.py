@@ -8,6 +8,13 @@ per message; here the frame's bytes go to one call that leaves the book updated.
 the plain case (a payload not in Binance's compact form, a message that does not continue the
 chain, a book not in sync) is reported back untouched and takes the general path, which also
 produces the errors, gaps and resyncs: the two paths end in the same book.
+
+Integrity checks here, all integer compares on values already in registers: the scan declines a
+number of more than 18 digits (ids, times, fixed-point values stay below 10**18 < 2**62) and a
+zero price; ``apply_depth`` declines an event time beyond ``MAX_EVENT_MS`` and a message whose
+ids span more than ``res[R_MAXJ]`` (the configured ``max_update_id_jump``). What it declines, the
+general path decodes again and refuses with an incident (``decode_error``, ``bad_level``,
+``id_jump``).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import numba as nb
 import numpy as np
 
 from engine.book import set_range, top_of_book
-from venues.binance.numbers import _scan_depth
+from venues.binance.numbers import MAX_EVENT_MS, _scan_depth
 
 APPLIED = 0
 #: nothing was applied: not the plain form, or not ``U == previous u + 1``; take the general path
@@ -31,7 +38,9 @@ FULL_STOP = 3
 # res slots
 R_E, R_U, R_LAST, R_NB, R_NA, R_SIDE, R_ROW = 0, 1, 2, 3, 4, 5, 6
 R_TOP = 7  # best bid, its size, best ask, its size: res[7:11]
-RES_LEN = 11
+#: an input, set once by the owner of ``res``: the largest ``u - U`` taken (0: no limit)
+R_MAXJ = 11
+RES_LEN = 12
 
 
 @nb.njit(cache=True, nogil=True)
@@ -39,14 +48,15 @@ def apply_depth(buf, lo, hi, scratch, scale, lad, keys, sizes, cnt, dead, meta, 
     """Scan ``buf[lo:hi]`` (a depthUpdate payload) into ``scratch``; if it continues the chain
     (``U == prev_u + 1``) apply it to book ``b`` and write the new top of book into ``res[R_TOP:]``."""
     ev, first, last, nb_, na = _scan_depth(buf, lo, hi, scratch, scale)
-    if ev < 0:
+    if ev < 0 or ev > MAX_EVENT_MS:
         return NOT_PLAIN
     res[R_E] = ev
     res[R_U] = first
     res[R_LAST] = last
     res[R_NB] = nb_
     res[R_NA] = na
-    if first != prev_u + 1 or last < first:
+    maxj = res[R_MAXJ]
+    if first != prev_u + 1 or last < first or (maxj > 0 and last - first > maxj):
         return NOT_NEXT
     stop = set_range(lad, keys, sizes, cnt, dead, meta, b, 0, scratch, 0, nb_)
     if stop < nb_:

@@ -4,6 +4,10 @@ Binance sends every price and quantity as a decimal string ("61837.63000000"). G
 float would lose exactness, and ``engine.model.to_fixed`` is general but slow for the hot path.
 ``parse_fixed`` handles one string with two string operations and one ``int``;
 ``levels_from_json`` converts a whole ``[[price, qty], ...]`` array in one compiled pass.
+
+Every id and fixed-point value taken from the wire must be at most ``MAX_WIRE`` (2**62): int64
+holds it with room to spare (a sum or difference of two never overflows, ``2 * price`` neither),
+and a value beyond it is a malformed message, not a number to apply.
 """
 
 from __future__ import annotations
@@ -12,6 +16,11 @@ import numba as nb
 import numpy as np
 
 SCALE = 8
+#: the largest id or fixed-point value a message may carry (both paths: the compiled scans accept
+#: at most 18 digits, below 10**18 < 2**62, and leave longer numbers to the general path)
+MAX_WIRE = 2**62
+#: the latest venue time (ms) a message may carry: in nanoseconds it stays below ``MAX_WIRE``
+MAX_EVENT_MS = MAX_WIRE // 1_000_000
 _ZEROS = tuple("0" * i for i in range(19))
 
 
@@ -37,6 +46,21 @@ def parse_fixed(s: str, scale: int = SCALE) -> int:
     if not (digits.isascii() and digits.isdigit()):
         raise ValueError(f"{s!r} is not a decimal number")
     return int(digits)
+
+
+def parse_wire(s: str, scale: int = SCALE) -> int:
+    """``parse_fixed`` for a value read from the wire: ValueError beyond ``MAX_WIRE`` as well."""
+    v = parse_fixed(s, scale)
+    if v > MAX_WIRE:
+        raise ValueError(f"{s[:40]!r} is beyond the largest value a message may carry")
+    return v
+
+
+def wire_int(v: int, what: str) -> int:
+    """An integer field from the wire (an id, a time): ValueError unless ``0 <= v <= MAX_WIRE``."""
+    if not 0 <= v <= MAX_WIRE:
+        raise ValueError(f"{what}={v} is outside [0, 2**62]")
+    return v
 
 
 def format_fixed(value: int, scale: int = SCALE) -> str:
@@ -68,12 +92,11 @@ _FORMATTED: dict[int, str] = {}
 # at a time costs far more than reading the JSON. The compiled scans below read the raw bytes in
 # one pass straight into int64 (n, 2) arrays, the form ``engine.book.Book.apply_levels`` takes.
 # They accept only the compact form Binance sends (``[["61837.63000000","1.5"],...]``, keys
-# without escapes); anything else makes them report failure and the caller takes the general
-# (slower, equally exact) path, which also produces the error for bad input.
+# without escapes, prices above zero); anything else makes them report failure and the caller
+# takes the general (slower, equally exact) path, which also produces the error for bad input.
 
 _MAX_DIGITS = 18  # whole + scale digits: below 10**18, so int64 holds the fixed-point value
 _MAX_INT = 18  # digits of an integer field (ids, times): below 2**63
-_INT64_MAX = 2**63 - 1
 FAIL = -1
 _POW10 = np.array([10**i for i in range(19)], dtype=np.int64)  # a compile-time constant for numba
 
@@ -124,7 +147,10 @@ def _scan_array(buf: np.ndarray, i: int, end: int, out: np.ndarray, k: int, scal
                 frac *= _POW10[scale - nfrac]
             if k + rows >= out.shape[0]:
                 return FAIL, 0
-            out[k + rows, col] = whole * mult + frac
+            v = whole * mult + frac
+            if col == 0 and v == 0:
+                return FAIL, 0  # a zero price is no level: the general path reports it (bad_level)
+            out[k + rows, col] = v
             if col == 0:
                 # ","
                 if i + 2 >= n or buf[i] != 34 or buf[i + 1] != 44 or buf[i + 2] != 34:
@@ -308,11 +334,31 @@ def depth_from_json(raw: bytes | memoryview, scale: int = SCALE) -> tuple[int, i
 
 def levels_array(pairs: list[tuple[str, str]] | list[list[str]], scale: int = SCALE) -> np.ndarray:
     """Exact general path: decimal string pairs -> int64 (n, 2). ValueError for anything that is
-    not a non-negative decimal within the scale and int64."""
+    not a non-negative decimal within the scale and ``MAX_WIRE``. A zero price passes: it is a
+    well-formed number, and the book's sync refuses the level (``bad_level``)."""
     vals = [[parse_fixed(p, scale), parse_fixed(q, scale)] for p, q in pairs]
     for p, q in vals:
-        if p > _INT64_MAX or q > _INT64_MAX:
-            raise ValueError(f"level [{format_fixed(p, scale)}, {format_fixed(q, scale)}] does not fit in int64")
+        if p > MAX_WIRE or q > MAX_WIRE:
+            raise ValueError(f"level [{format_fixed(p, scale)}, {format_fixed(q, scale)}] is beyond 2**62")
     if not vals:
         return np.empty((0, 2), dtype=np.int64)
     return np.array(vals, dtype=np.int64)
+
+
+@nb.njit(cache=True, nogil=True)
+def _bad_row(levels: np.ndarray) -> int:
+    for r in range(levels.shape[0]):
+        if levels[r, 0] <= 0 or levels[r, 1] < 0 or levels[r, 0] > MAX_WIRE or levels[r, 1] > MAX_WIRE:
+            return r
+    return -1
+
+
+def bad_level(levels: np.ndarray) -> tuple[int, int] | None:
+    """The first ``(price, size)`` row no venue sends (price <= 0, size < 0, either beyond
+    ``MAX_WIRE``), or None. One compiled pass over an int64 (n, 2) array."""
+    if levels.shape[0] == 0:
+        return None
+    r = _bad_row(levels)
+    if r < 0:
+        return None
+    return int(levels[r, 0]), int(levels[r, 1])

@@ -6,7 +6,9 @@ arriving and the handler running, which is what keeps the market-data-to-order p
 scheduling delays. ``send_now`` writes a frame to the transport before it returns, so an order
 decided in that handler leaves in the same call stack. Pings from the server are answered by
 ``websockets`` itself (the pong echoes the payload, as Binance requires); our own keepalive pings
-catch half-open connections.
+catch half-open connections. A text message that is not valid UTF-8 fails the connection with
+close code 1007 (RFC 6455 8.1; ``websockets`` itself only checks when it decodes to ``str``, and
+the frames here never are): it is never handed over, and the client reconnects.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import ClientProtocol
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import State
 
 from venues.common.backoff import ReconnectPolicy
@@ -81,6 +83,17 @@ _CONNECTING = State.CONNECTING
 _END_OF_HEAD = b"\r\n\r\n"
 
 
+def utf8_ok(data: bytes) -> bool:
+    """Whether ``data`` is valid UTF-8: ASCII (every Binance frame) is checked without decoding."""
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class DirectConnection(ClientConnection):
     """A ``websockets`` client connection that delivers whole messages synchronously.
 
@@ -95,7 +108,11 @@ class DirectConnection(ClientConnection):
     chunk_ns = 0
     chunk_index = 0
     _fragments: list[bytes] | None = None
+    _fragments_text = False
     _corked: list[bytes] | None = None
+    _failed = False  # failed with 1007: nothing more is handed over
+    #: text messages refused as invalid UTF-8 (the connection is failed at the first)
+    invalid_utf8 = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # The per-read state on the instance from the start: on 3.11 an attribute read that finds
@@ -211,8 +228,12 @@ class DirectConnection(ClientConnection):
                 self._need = end - i
                 break
             if (b0 == 0x81 or b0 == 0x82) and handler is not None and not proto.expect_continuation_frame:
+                payload = data[i + head : end]
+                if b0 == 0x81 and not payload.isascii() and not utf8_ok(payload):
+                    self._fail_invalid_utf8(data[end:])
+                    return
                 sends = queued_sends.count
-                handler(data[i + head : end], wall())
+                handler(payload, wall())
                 self.chunk_index += 1
                 if queued_sends.count != sends and self._yield_for_sends and end < n:
                     # this frame sent an order: let the loop put it on the wire before the rest
@@ -267,15 +288,44 @@ class DirectConnection(ClientConnection):
             self._resume()
         super().connection_lost(exc)
 
+    def _fail_invalid_utf8(self, rest: bytes = b"") -> None:
+        """RFC 6455 8.1: a text message that is not valid UTF-8 fails the connection with 1007.
+        The close frame is written now; the rest of the stream is websockets' (which discards it
+        once failed), and the TCP connection is cut after the close timeout if the server does not
+        end it first."""
+        self.invalid_utf8 += 1
+        self._failed = True
+        self._frames_here = False
+        self._deferred = None
+        protocol = self.protocol
+        if protocol.state is _OPEN:
+            protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
+            with contextlib.suppress(Exception):
+                self.send_data()
+            timeout = self.close_timeout if self.close_timeout is not None else 2.0
+            if self.close_deadline is None:
+                self.close_deadline = self.loop.time() + timeout
+            self.loop.call_later(timeout, self._abort_if_open)
+        if rest:
+            super().data_received(rest)
+
+    def _abort_if_open(self) -> None:
+        if not self.connection_lost_waiter.done():
+            self.transport.abort()
+
     def process_event(self, event: object) -> None:
         handler = self.on_frame
         if handler is None or self.response is None or type(event) is not Frame:
             super().process_event(event)  # type: ignore[arg-type]
             return
+        if self._failed:
+            return
         op = event.opcode
         if op is _TEXT or op is _BINARY:
+            text = op is _TEXT
             if not event.fin:
                 self._fragments = [bytes(event.data)]
+                self._fragments_text = text
                 return
             data = bytes(event.data)
         elif op is _CONT:
@@ -287,8 +337,12 @@ class DirectConnection(ClientConnection):
                 return
             self._fragments = None
             data = b"".join(parts)
+            text = self._fragments_text
         else:
             super().process_event(event)  # type: ignore[arg-type]
+            return
+        if text and not utf8_ok(data):
+            self._fail_invalid_utf8()
             return
         handler(data, time.time_ns())
         self.chunk_index += 1
@@ -411,8 +465,8 @@ class ReconnectingWebSocket:
     def reconnect_now(self, reason: str) -> None:
         """Drop the current connection (a ``serverShutdown`` notice, an operator request)."""
         ws = self.ws
-        if ws is None:
-            return
+        if ws is None or ws.state is State.CLOSING or ws.state is State.CLOSED:
+            return  # already on its way out: one reconnect, one line
         self.log.info(f"{self.name}: reconnecting ({reason})")
         self.policy.immediate()
         task = asyncio.get_running_loop().create_task(ws.close(1000, reason[:100]))
