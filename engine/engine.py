@@ -79,7 +79,7 @@ class Engine:
         self.venues: dict[str, ExecutionClient] = self.oms.venues
         self.running = False
         #: books that stopped being valid and have not been shown since: (venue, symbol) -> reason
-        self.invalid_books: dict[tuple[str, str], str] = {}
+        self.invalid_books: dict[tuple[str, str], str] = self.oms.blind  # the OMS refuses new orders on them
         self.book_events = 0
         self.trade_events = 0
         self.equity_peak = 0.0

@@ -50,6 +50,8 @@ class OrderEvents(Protocol):
 _log = get_logger("orders")
 
 RETAIN_CLOSED_NS = 600 * 1_000_000_000
+#: the reject reason of an order on a book that is not valid (``OrderManager.blind``)
+TRADING_PAUSED = "Trading paused"
 # read on every order: a global, where ``OrderType.LIMIT`` goes through EnumType.__getattr__ on 3.11
 _LIMIT = OrderType.LIMIT
 
@@ -123,6 +125,8 @@ class OrderManager:
         self.venues: dict[str, ExecutionClient] = {}
         self.profiles: dict[str, VenueProfile] = {}
         self.ts_tick = 0
+        #: books strategies must not trade on, (venue, symbol) -> why (the engine's ``invalid_books``)
+        self.blind: dict[tuple[str, str], str] = {}
         self.orders: dict[str, Order] = {}
         self._open: dict[str, dict[str, Order]] = {}  # strategy_id -> client id -> order
         self._next_id = 0
@@ -222,6 +226,11 @@ class OrderManager:
         order.mid_at_decision = mid
         self.orders[order.client_order_id] = order
         log = self.log
+        if self.blind and key in self.blind:
+            # never a new order on a book that is not valid (a gap, a resync, a disconnect, stale)
+            self.rejected_local += 1
+            self._reject(order, f"{TRADING_PAUSED}: {venue} {symbol} order book not valid ({self.blind[key]})", now)
+            return order
         reason = self._validate(order, inst, mid)
         if reason:
             self.rejected_local += 1

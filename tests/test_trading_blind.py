@@ -102,3 +102,22 @@ def test_the_policy_is_a_strategy_config_field(tmp_path, policy):
         return
     built = load_run_spec(path).strategies[0].build()
     assert built.invalid_book == policy
+
+
+def test_a_new_order_on_a_book_that_is_not_valid_is_refused_whatever_the_policy():
+    """A strategy told its book is invalid may still try to trade (from a timer, a trade print, a
+    fill): the order manager refuses it, with the book's reason, and nothing reaches the venue."""
+
+    class Eager(Rester):
+        invalid_book = "keep"  # even a strategy that keeps its resting orders gets no new one
+
+        def on_book_invalid(self, book, reason: str) -> None:
+            super().on_book_invalid(book, reason)
+            self.blind_order = self.submit_limit(Side.BUY, 96.0, 0.002)
+
+    res = run(gap_rows(), Eager, {})
+    s = res.engine.strategies["s1"]
+    assert s.blind_order.status is OrderStatus.REJECTED
+    assert s.blind_order.reason == "Trading paused: testex BTC-USDT order book not valid (sequence_gap)"
+    assert s.order.status is OrderStatus.OPEN  # kept, by its policy
+    assert res.engine.oms.submitted == 1  # the blind one never went out
