@@ -402,6 +402,8 @@ def build_node(
         )
     else:
         node.adapters = dict(adapters or {})
+        for adapter in node.adapters.values():  # REST limits, outages, private-stream drops: rows too
+            adapter.set_incident_sink(engine.on_incident)
     return node
 
 

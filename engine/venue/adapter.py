@@ -8,11 +8,13 @@ account queries for the start-up reconciliation. Nothing here knows a wire forma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from engine.book import Book
+    from engine.events import Incident
     from engine.model import Instrument
     from engine.venue.account import AccountClient
     from engine.venue.execution import ExecSink, ExecutionClient
@@ -44,6 +46,11 @@ class VenueStatus:
 class VenueAdapter(Protocol):
     name: str
     profile: VenueProfile
+
+    def set_incident_sink(self, on_incident: Callable[[Incident], None]) -> None:
+        """Where the adapter's own incidents go from now on: rate limits, bans, outages of its
+        REST API, drops of its private stream (the feed's go through ``FeedCallbacks``). The node
+        points it at its engine as soon as the engine exists, so each becomes an incident row."""
 
     async def load_instruments(self, symbols: list[str]) -> dict[str, Instrument]:
         """Canonical symbol -> instrument with the venue's current filters; raises ``HftError``

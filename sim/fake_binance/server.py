@@ -181,6 +181,8 @@ class FakeBinance:
         self._outage_over: asyncio.Event | None = None  # set when the outage ends (or the server stops)
         self._stopping: asyncio.Event | None = None
         self.rest_faults_served = 0  # REST requests a fault answered (or held, or dropped)
+        self._bad_snapshots: deque[int] = deque()  # lastUpdateId of the next depth answers
+        self.frames_injected = 0
 
     # --- urls ---------------------------------------------------------------------------------
     @property
@@ -415,18 +417,38 @@ class FakeBinance:
             raise ValueError(f"lost-ack mode must be one of {LOST_ACK_MODES}, not {mode!r}")
         self._lost_acks.extend([mode] * int(n))
 
+    def inject(self, kind: str, payload: bytes | str, symbol: str = "BTCUSDT") -> int:
+        """Send ``payload`` as is (any bytes: hostile JSON, invalid UTF-8) on every subscribed
+        stream of ``symbol`` whose name ends in ``@<kind>`` (``depth``, ``depth@100ms``, ``trade``,
+        ``aggTrade``, ``bookTicker``), wrapped as the connection expects. Nothing else changes:
+        the fake's book and the chain of ids go on as before. Returns the streams it went to."""
+        raw = payload.encode() if isinstance(payload, str) else bytes(payload)
+        prefix = symbol.lower() + "@"
+        names = [n for n in self.hub.by_stream if n.startswith(prefix) and n[len(prefix) :] == kind]
+        for name in names:
+            self.hub.publish(name, raw)
+        self.frames_injected += len(names)
+        return len(names)
+
+    def bad_snapshots(self, n: int = 1, last_update_id: int = 2**62) -> None:
+        """The next ``n`` depth snapshots claim ``lastUpdateId = last_update_id`` (their levels are
+        the book's): a venue handing out an implausible id."""
+        self._bad_snapshots.extend([int(last_update_id)] * max(int(n), 0))
+
     def server_shutdown(self, close_after: float = 1.0, repeat: int = 1) -> None:
-        """Send ``serverShutdown`` (``repeat`` times: a burst) on every connection, then close them
-        all ``close_after`` s later."""
+        """Send ``serverShutdown`` (``repeat`` times: a burst) on every connection, then close those
+        connections ``close_after`` s later (not the ones clients opened since)."""
         for _ in range(max(int(repeat), 1)):
             event = {"e": "serverShutdown", "E": self.now_ms()}
             self.hub.broadcast(_encode(event))
             for conn in self.ws_api.connections:
                 conn.send(_encode({"event": event}))
 
+        told = list(self.hub.connections) + list(self.ws_api.connections)  # a reconnect is a new server
+
         async def close_all() -> None:
             await asyncio.sleep(close_after)
-            for conn in list(self.hub.connections) + list(self.ws_api.connections):
+            for conn in told:
                 await conn.close(1001, "server shutdown")
 
         self._spawn(close_all())
@@ -463,6 +485,8 @@ class FakeBinance:
             "outage": self._outage_mode if self.outage_active else "",
             "rest_faults_pending": len(self._rest_faults),
             "rest_faults_served": self.rest_faults_served,
+            "frames_injected": self.frames_injected,
+            "bad_snapshots_pending": len(self._bad_snapshots),
         }
 
     # --- shared request helpers ---------------------------------------------------------------
@@ -484,7 +508,10 @@ class FakeBinance:
         if not raw.isdigit():
             raise E.illegal_chars("limit", E.INTEGER_RANGE)
         limit = max(1, min(int(raw), 5000))
-        return self.replayer.depth_json(symbol, limit)
+        out = self.replayer.depth_json(symbol, limit)
+        if self._bad_snapshots:
+            out["lastUpdateId"] = self._bad_snapshots.popleft()
+        return out
 
     def exchange_info_json(self, params: dict[str, str]) -> dict:
         only = None
@@ -783,6 +810,10 @@ class FakeBinance:
                 self.lose_next_acks(int(q.get("n", "1")), q.get("mode", "drop"))
             elif action == "server_shutdown":
                 self.server_shutdown(float(q.get("close_after", "1")), int(q.get("repeat", "1")))
+            elif action == "inject":
+                self.inject(q["kind"], q["payload"], q.get("symbol", "BTCUSDT"))
+            elif action == "bad_snapshots":
+                self.bad_snapshots(int(q.get("n", "1")), int(q.get("last_update_id", str(2**62))))
             elif action == "pause":
                 self.pause()
             elif action == "resume":

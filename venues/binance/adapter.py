@@ -80,6 +80,9 @@ class BinanceAdapter:
         """Where this adapter's requests go (for an operator's error lines)."""
         return self.config.rest_url
 
+    def set_incident_sink(self, on_incident: Callable[[Incident], None]) -> None:
+        self._on_incident = on_incident
+
     def incident(self, inc: Incident) -> None:
         if self._on_incident is not None:
             self._on_incident(inc)
