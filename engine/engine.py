@@ -26,6 +26,8 @@ from engine.venue import ExecutionClient, VenueProfile
 
 _strat_log = get_logger("strategies")
 _sys_log = get_logger("system")
+#: cancels sent for an order pulled off an invalid book before the engine gives up (and says so)
+PULL_ATTEMPTS = 5
 
 __all__ = ["INCIDENT_MESSAGES", "Clock", "Engine", "Scheduler"]
 
@@ -80,6 +82,8 @@ class Engine:
         self.running = False
         #: books that stopped being valid and have not been shown since: (venue, symbol) -> reason
         self.invalid_books: dict[tuple[str, str], str] = self.oms.blind  # the OMS refuses new orders on them
+        #: orders pulled off an invalid book whose cancel is not answered yet -> cancels sent
+        self._pulls: dict[str, int] = {}
         self.book_events = 0
         self.trade_events = 0
         self.equity_peak = 0.0
@@ -191,6 +195,7 @@ class Engine:
             if s.invalid_book == "cancel":
                 for order in self.oms.open_orders(s.strategy_id, book.symbol):
                     if order.venue == book.venue and not order.cancel_requested:
+                        self._pulls[order.client_order_id] = 1
                         self.oms.cancel(order)
                         pulled += 1
             self._call(s, s.on_book_invalid, book, reason)
@@ -283,9 +288,32 @@ class Engine:
             self.oms.cancel(order)
 
     def dispatch_order_update(self, order: Order) -> None:
+        if self._pulls and order.client_order_id in self._pulls:
+            self._pull_answered(order)
         s = self.strategies.get(order.strategy_id)
         if s is not None:
             self._call(s, s.on_order_update, order)
+
+    def _pull_answered(self, order: Order) -> None:
+        """An order pulled because its book went invalid got an answer. A refused cancel (a rate
+        limit, a timeout, an outage) is sent again while the book is still invalid: the order must
+        not rest at the venue while nobody can see the market. The venue's client waits out a
+        Retry-After by itself; ``PULL_ATTEMPTS`` bounds the rest."""
+        cid = order.client_order_id
+        if order.status.is_terminal or (order.venue, order.symbol) not in self.invalid_books:
+            del self._pulls[cid]
+            return
+        if order.cancel_requested:
+            return
+        tries = self._pulls[cid]
+        if tries >= PULL_ATTEMPTS:
+            del self._pulls[cid]
+            _sys_log.error(
+                "Order %s still open at %s after %d cancels while its book is invalid", cid, order.venue, tries
+            )
+            return
+        self._pulls[cid] = tries + 1
+        self.oms.cancel(order)
 
     def dispatch_fill(self, fill: Fill) -> None:
         s = self.strategies.get(fill.strategy_id)

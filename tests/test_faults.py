@@ -152,7 +152,9 @@ class Witness(Strategy):
         self.blind_tries.append(self.submit_limit(Side.BUY, book.best_bid or 1.0, self.size, post_only=True))
 
     def on_book_valid(self, book) -> None:
-        self.notices.append({"kind": "valid", "now": self.now})
+        # what became of the orders pulled at the last invalid notice, as the book comes back
+        pulled = next((n["orders"] for n in reversed(self.notices) if n["kind"] == "invalid"), [])
+        self.notices.append({"kind": "valid", "now": self.now, "pulled_status": [o.status.value for o in pulled]})
 
     def on_fill(self, fill) -> None:
         self.fills.append((self.now, fill.client_order_id, fill.price))
@@ -365,26 +367,55 @@ async def shutdown_burst(day: Day) -> None:
     day.fb.server_shutdown(close_after=0.5, repeat=300)
 
 
-FAULTS: list[tuple[str, Callable[[Day], Awaitable[int | None]], tuple[str, ...], bool]] = [
-    # name, injection, incident kinds it must raise, whether the book must go invalid
-    ("gap", gap, ("sequence_gap",), True),
-    ("disconnect", disconnect, ("disconnect",), True),
-    ("stale", silence, ("stale_data",), True),
-    ("snapshot_5xx", snapshot_5xx, ("sequence_gap", "venue_error", "venue_restored"), True),
-    ("snapshot_hangs", snapshot_hangs, ("sequence_gap", "venue_unreachable", "venue_restored"), True),
-    ("snapshot_429", snapshot_429, ("sequence_gap", "rate_limit"), True),
-    ("snapshot_418", snapshot_418, ("sequence_gap", "ip_banned"), True),
-    ("rest_outage", rest_outage, ("sequence_gap", "venue_unreachable", "venue_restored"), True),
-    ("bad_snapshot", bad_snapshot, ("sequence_gap", "id_jump"), True),
-    ("id_jump", id_jump, ("id_jump",), True),
-    ("id_beyond_int64", id_beyond_int64, ("decode_error",), True),
-    ("zero_price_level", zero_price_level, ("bad_level",), True),
-    ("crossed", crossed, ("crossed_book",), True),
-    ("trade_prints", trade_prints, ("bad_trade", "decode_error"), False),
-    ("garbage", garbage, ("decode_error",), True),
-    ("invalid_utf8", invalid_utf8, ("disconnect",), True),
-    ("server_shutdown_burst", shutdown_burst, ("disconnect",), True),
+async def pull_refused(day: Day) -> None:
+    # the cancels that pull the quotes are refused (429), and the book stays invalid a while (its
+    # snapshot hangs): the engine must send them again, not leave the quotes resting blind
+    day.fb.fail_next_requests(2, 429, retry_after=1, path="/api/v3/order")
+    day.fb.hang_next_requests(1, path="/api/v3/depth")
+    day.fb.drop_diffs(2)
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    inject: Callable[[Day], Awaitable[int | None]]
+    kinds: tuple[str, ...]  # incident kinds it must raise
+    invalid: bool = True  # whether the book must go invalid
+    modes: tuple[str, ...] = ("paper", "live")
+    pulled_before_valid: bool = False  # every pulled order is gone before the book is valid again
+
+
+FAULTS = [
+    Fault("gap", gap, ("sequence_gap",)),
+    Fault("disconnect", disconnect, ("disconnect",)),
+    Fault("stale", silence, ("stale_data",)),
+    Fault("snapshot_5xx", snapshot_5xx, ("sequence_gap", "venue_error", "venue_restored")),
+    Fault("snapshot_hangs", snapshot_hangs, ("sequence_gap", "venue_unreachable", "venue_restored")),
+    Fault("snapshot_429", snapshot_429, ("sequence_gap", "rate_limit")),
+    Fault("snapshot_418", snapshot_418, ("sequence_gap", "ip_banned")),
+    Fault("rest_outage", rest_outage, ("sequence_gap", "venue_unreachable", "venue_restored")),
+    Fault("bad_snapshot", bad_snapshot, ("sequence_gap", "id_jump")),
+    Fault("id_jump", id_jump, ("id_jump",)),
+    Fault("id_beyond_int64", id_beyond_int64, ("decode_error",)),
+    Fault("zero_price_level", zero_price_level, ("bad_level",)),
+    Fault("crossed", crossed, ("crossed_book",)),
+    Fault("trade_prints", trade_prints, ("bad_trade", "decode_error"), invalid=False),
+    Fault("garbage", garbage, ("decode_error",)),
+    Fault("invalid_utf8", invalid_utf8, ("disconnect",)),
+    Fault("server_shutdown_burst", shutdown_burst, ("disconnect",)),
+    Fault(
+        "pull_refused",
+        pull_refused,
+        ("sequence_gap", "rate_limit", "venue_unreachable"),
+        modes=("live",),
+        pulled_before_valid=True,
+    ),
 ]
+MODES = ("paper", "live")
+
+
+def faults(mode: str) -> list[Fault]:
+    return [f for f in FAULTS if mode in f.modes]
 
 
 async def bad_day(mode: str, out: Path) -> Day:
@@ -415,7 +446,8 @@ async def bad_day(mode: str, out: Path) -> Day:
         day = Day(mode, fb, session, witness)
         try:
             await settled(day)
-            for name, inject, kinds, goes_invalid in FAULTS:
+            for fault in faults(mode):
+                name, inject, kinds, goes_invalid = fault.name, fault.inject, fault.kinds, fault.invalid
                 await settled(day)
                 witness.hold = True  # both quotes rest as the fault hits
                 t0, before, seen, filled = time.time_ns(), day.counts(), len(witness.notices), len(witness.fills)
@@ -448,13 +480,23 @@ async def bad_day(mode: str, out: Path) -> Day:
     return day
 
 
-@pytest.fixture(scope="module", params=["paper", "live"])
+_DAYS: dict[str, Day] = {}
+
+
+def the_day(mode: str, tmp_path_factory, truth) -> Day:
+    """Each mode's day is run once per test session, whichever test asks first."""
+    if mode not in _DAYS:
+        out = tmp_path_factory.mktemp(f"bad_day_{mode}") / "run"
+        d = asyncio.run(bad_day(mode, out))
+        d.out = out
+        d.truth = truth
+        _DAYS[mode] = d
+    return _DAYS[mode]
+
+
+@pytest.fixture(scope="module", params=MODES)
 def day(request, tmp_path_factory, truth) -> Day:
-    out = tmp_path_factory.mktemp(f"bad_day_{request.param}") / "run"
-    d = asyncio.run(bad_day(request.param, out))
-    d.out = out
-    d.truth = truth
-    return d
+    return the_day(request.param, tmp_path_factory, truth)
 
 
 def windows(day: Day) -> list[tuple[int, int, str]]:
@@ -471,10 +513,12 @@ def windows(day: Day) -> list[tuple[int, int, str]]:
 
 
 # --- per fault ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("fault", [f[0] for f in FAULTS])
-def test_each_fault_is_detected_and_recovered_from(day: Day, fault: str) -> None:
+@pytest.mark.parametrize(("mode", "fault"), [(m, f.name) for m in MODES for f in faults(m)])
+def test_each_fault_is_detected_and_recovered_from(mode: str, fault: str, tmp_path_factory, truth) -> None:
+    day = the_day(mode, tmp_path_factory, truth)
     step = next(s for s in day.steps if s.name == fault)
-    kinds, goes_invalid = next((k, g) for n, _, k, g in FAULTS if n == fault)
+    spec = next(f for f in FAULTS if f.name == fault)
+    kinds, goes_invalid = spec.kinds, spec.invalid
     for k in kinds:
         assert step.incidents[k] >= 1, f"{fault}: no {k} incident ({dict(step.incidents)})"
     told = [n for n in step.notices if n["kind"] == "invalid"]
@@ -489,6 +533,9 @@ def test_each_fault_is_detected_and_recovered_from(day: Day, fault: str) -> None
     else:
         assert not told, f"{fault}: the book went invalid ({told[0]['reason']})"
     assert step.fills == 0, f"{fault}: a fill while the hostile frames were held"
+    if spec.pulled_before_valid:  # the refused cancels were sent again while the book was invalid
+        valid = next(n for n in step.notices if n["kind"] == "valid")
+        assert told[0]["open"] and all(s == "canceled" for s in valid["pulled_status"]), valid
     if day.mode == "live":  # the venue's open orders are what the engine thinks they are
         assert step.extra["venue_open"] == step.extra["engine_open"]
 
@@ -498,7 +545,7 @@ def test_every_book_shown_equals_the_truth_and_none_is_crossed(day: Day) -> None
     w = day.witness
     inst = day.feed.syncs["BTC-USDT"].book.instrument
     ps, ss = Decimal(10) ** inst.price_scale, Decimal(10) ** inst.size_scale
-    assert len(w.shown) > QUIET_BOOKS * len(FAULTS)
+    assert len(w.shown) > QUIET_BOOKS * len(faults(day.mode))
     for _, uid, bids, asks in w.shown:
         assert bids and asks and bids[0][0] < asks[0][0], f"crossed or one-sided book shown at {uid}"
         want = day.truth.get(uid)
@@ -510,7 +557,7 @@ def test_every_book_shown_equals_the_truth_and_none_is_crossed(day: Day) -> None
 
 def test_no_book_no_order_and_no_fill_while_blind(day: Day) -> None:
     spans = windows(day)
-    assert len(spans) >= sum(1 for f in FAULTS if f[3])
+    assert len(spans) >= sum(1 for f in faults(day.mode) if f.invalid)
     w = day.witness
     inside = lambda t: any(a < t < b for a, b, _ in spans)  # noqa: E731
     assert not [s for s in w.shown if inside(s[0])], "a book was shown while invalid"
@@ -546,8 +593,8 @@ def test_incident_rows_use_the_documented_kinds_and_the_run_closed(day: Day) -> 
     rows = pq.read_table(day.out / "incidents.parquet").to_pylist()
     kinds = Counter(r["kind"] for r in rows)
     assert set(kinds) <= set(INCIDENT_KINDS), set(kinds) - set(INCIDENT_KINDS)
-    for _, _, need, _ in FAULTS:
-        assert all(kinds[k] for k in need)
+    for f in faults(day.mode):
+        assert all(kinds[k] for k in f.kinds)
     manifest = json.loads((day.out / "manifest.json").read_text())
     assert manifest["status"] == "closed" and manifest["mode"] == day.mode
 
@@ -566,3 +613,30 @@ def test_a_server_shutdown_burst_is_a_few_lines_and_one_reconnect(day: Day) -> N
     drops = Counter(r["detail"].split(":")[0] for r in rows if r["kind"] == "disconnect" and r["ts"] >= step.t0)
     # one drop per connection told (market data; live: the user-data stream on the WS API too)
     assert drops == (Counter({"market data": 1, "user data": 1}) if day.mode == "live" else Counter({"market data": 1}))
+
+
+def report(day: Day) -> str:
+    """The day as a table (``python tests/test_faults.py``): per fault the incident rows, how long
+    after the injection the strategy was told, how long it was blind and how many orders it had
+    pulled. Wall-clock figures: they vary with the machine's load."""
+    lines = [f"{day.mode}: fault | incidents | told after ms | blind ms | orders pulled", "---|---|---|---|---"]
+    for s in day.steps:
+        told = [n for n in s.notices if n["kind"] == "invalid"]
+        valid = [n for n in s.notices if n["kind"] == "valid"]
+        inc = ", ".join(f"{k} {v}" for k, v in sorted(s.incidents.items()))
+        if told:
+            after = f"{(told[0]['now'] - s.t0) / 1e6:.0f}"
+            blind = f"{(valid[-1]['now'] - told[0]['now']) / 1e6:.0f}"
+            pulled = str(sum(len(n["open"]) for n in told))
+        else:
+            after = blind = pulled = "-"
+        lines.append(f"{s.name} | {inc} | {after} | {blind} | {pulled}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("paper", "live"):
+            print(report(asyncio.run(bad_day(mode, Path(tmp) / mode))), end="\n\n")

@@ -43,7 +43,8 @@ class RateLimiter:
         self._orders_10s = 0
         self._day = -1
         self._orders_day = 0
-        self._forced: list[tuple[int, int]] = []  # (status, retry_after) for the next requests
+        # (status, retry_after, path or None) for the next requests (to that REST path only)
+        self._forced: list[tuple[int, int, str | None]] = []
         self.rejections = 0  # 429 and 418 answers given
 
     # --- counters ---------------------------------------------------------------------------
@@ -70,11 +71,12 @@ class RateLimiter:
         return self._orders_10s, self._orders_day
 
     # --- faults -------------------------------------------------------------------------------
-    def force(self, n: int, status: int = 429, retry_after: int = 1) -> None:
-        """Answer the next ``n`` requests with ``status`` (429 or 418) and ``Retry-After``."""
+    def force(self, n: int, status: int = 429, retry_after: int = 1, path: str | None = None) -> None:
+        """Answer the next ``n`` requests (REST requests to ``path`` only, when given) with
+        ``status`` (429 or 418) and ``Retry-After``."""
         if status not in (429, 418):
             raise ValueError(f"forced status must be 429 or 418, not {status}")
-        self._forced.extend([(status, int(retry_after))] * int(n))
+        self._forced.extend([(status, int(retry_after), path)] * int(n))
 
     def reset(self) -> None:
         self._weight = 0
@@ -95,13 +97,15 @@ class RateLimiter:
             -1003, msg, status, retry_after=seconds, data={"serverTime": int(now * 1000), "retryAfter": until_ms}
         )
 
-    def charge(self, weight: int) -> None:
-        """Count a request's weight; raises the 429/418 error when the request is refused."""
+    def charge(self, weight: int, path: str | None = None) -> None:
+        """Count a request's weight (``path``: a REST request's); raises the 429/418 error when the
+        request is refused."""
         now = self._clock()
         self._roll(now)
-        if self._forced:
-            status, retry_after = self._forced.pop(0)
-            raise self._error(status, retry_after, now)
+        for i, (status, retry_after, only) in enumerate(self._forced):
+            if only is None or only == path:
+                del self._forced[i]
+                raise self._error(status, retry_after, now)
         if now < self._banned_until:
             raise self._error(418, self._banned_until - now, now)
         self._weight += int(weight)

@@ -339,13 +339,13 @@ class FakeBinance:
         self.replayer.silence(seconds, keep_replaying)
 
     def fail_next_requests(self, n: int = 1, status: int = 429, retry_after: int = 1, path: str | None = None) -> None:
-        """Answer the next ``n`` REST / WS API requests with 429 (or 418) and ``Retry-After``; or,
-        with a 5XX ``status``, the next ``n`` REST requests (to ``path`` only, when given) with that
-        status and ``-1001 Internal error; ...``."""
+        """Answer the next ``n`` REST / WS API requests (REST requests to ``path`` only, when given)
+        with 429 (or 418) and ``Retry-After``; or, with a 5XX ``status``, the next ``n`` REST
+        requests with that status and ``-1001 Internal error; ...``."""
         if status in SERVER_ERROR_STATUSES:
             self._rest_faults.extend([("error", int(status), path)] * int(n))
             return
-        self.limiter.force(n, status, retry_after)
+        self.limiter.force(n, status, retry_after, path)
 
     def hang_next_requests(self, n: int = 1, path: str | None = None) -> None:
         """The next ``n`` REST requests (to ``path`` only, when given) are read and never answered:
@@ -639,7 +639,7 @@ class FakeBinance:
                 return fault
             try:
                 params, raw_q, raw_b = await self._read_params(request)
-                self.limiter.charge(weight(params) if callable(weight) else weight)
+                self.limiter.charge(weight(params) if callable(weight) else weight, request.path)
                 if signed:
                     self._authenticate(request, params, raw_q, raw_b)
                 result = fn(params)
