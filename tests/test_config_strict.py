@@ -113,16 +113,23 @@ def test_the_issue_fee_typo_stops_the_backtest_with_one_line(tmp_path, capsys) -
     assert not out.exists()
 
 
-def test_a_strategy_file_typo_names_the_strategy_file(tmp_path) -> None:
+def _strategy_file_error(tmp_path: Path, **params: object) -> tuple[ConfigError, Path]:
+    """The error of a run config whose strategy file (the shipped market maker's, with ``params``
+    added) is wrong, and that file."""
     strat = json.loads(MM_STRATEGY.read_text())
-    strat["params"]["half_spread_bp"] = 1.0
+    strat["params"].update(params)
     sfile = tmp_path / "mm.json"
     sfile.write_text(json.dumps(strat))
     path = _write(tmp_path, SAMPLE, lambda c: c.update(strategies=[str(sfile)]))
     with pytest.raises(ConfigError) as err:
         load_run_spec(path)
-    assert err.value.path == str(sfile)
-    assert err.value.reason.startswith("params.half_spread_bp: unknown field, did you mean 'half_spread_bps'?")
+    return err.value, sfile
+
+
+def test_a_strategy_file_typo_names_the_strategy_file(tmp_path) -> None:
+    err, sfile = _strategy_file_error(tmp_path, half_spread_bp=1.0)
+    assert err.path == str(sfile)
+    assert err.reason.startswith("params.half_spread_bp: unknown field, did you mean 'half_spread_bps'?")
 
 
 @pytest.mark.parametrize(
@@ -253,15 +260,9 @@ def test_a_secret_anywhere_in_a_run_config_is_refused(tmp_path, source, mode, ch
 
 
 def test_a_secret_in_a_strategy_file_is_refused_naming_that_file(tmp_path) -> None:
-    strat = json.loads(MM_STRATEGY.read_text())
-    strat["params"]["nested"] = {"deeper": [{"secret_key": KEY}]}
-    sfile = tmp_path / "mm.json"
-    sfile.write_text(json.dumps(strat))
-    path = _write(tmp_path, SAMPLE, lambda c: c.update(strategies=[str(sfile)]))
-    with pytest.raises(ConfigError) as err:
-        load_run_spec(path)
-    assert err.value.path == str(sfile)
-    assert err.value.reason.startswith("params.nested.deeper[0].secret_key: API keys must not be stored")
+    err, sfile = _strategy_file_error(tmp_path, nested={"deeper": [{"secret_key": KEY}]})
+    assert err.path == str(sfile)
+    assert err.reason.startswith("params.nested.deeper[0].secret_key: API keys must not be stored")
 
 
 def test_a_secret_in_an_exchange_file_a_paper_config_names_is_refused(tmp_path) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from fake_process import spawn_fake_binance
 
 from engine.recorder import (
     FLUSH_INTERVAL_S,
@@ -204,30 +205,9 @@ def test_a_crashed_run_is_told_from_a_running_one_read_as_it_is_and_recovered(tm
 pytestmark_e2e = pytest.mark.skipif(not CAPTURE.exists(), reason=f"capture not found at {CAPTURE}")
 
 
-def start_fake() -> tuple[subprocess.Popen, dict[str, str]]:
-    proc = subprocess.Popen(
-        [*HFT, "sim", "binance", "--data", str(CAPTURE), "--speed", "10", "--start", "now"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    urls: dict[str, str] = {}
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        parts = line.split()
-        if line.startswith("  REST"):
-            urls["BINANCE_REST_URL"] = parts[1]
-        elif line.startswith("  WS market"):
-            urls["BINANCE_WS_URL"] = parts[2]
-        elif line.startswith("  WS API"):
-            urls["BINANCE_WS_API_URL"] = parts[2]
-        if len(urls) == 3:
-            break
-    assert len(urls) == 3, proc.stderr.read() if proc.stderr else ""
-    return proc, urls
-
-
 @pytest.fixture
 def fake_urls() -> Iterator[dict[str, str]]:
-    proc, urls = start_fake()
+    proc, urls = spawn_fake_binance(CAPTURE, "--speed", "10", "--start", "now")
     try:
         yield urls
     finally:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from fake_process import spawn_fake_binance
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURE = REPO.parent / "shared" / "data" / "real" / "binance_spot_hftbacktest" / "btcusdt_20240808.gz"
@@ -65,26 +66,12 @@ def wait_until(cond: Callable[[], bool], timeout: float, what: str, proc: subpro
 @pytest.fixture
 def fake() -> Iterator[Fake]:
     key, secret = secrets.token_hex(32), secrets.token_hex(32)
-    proc = subprocess.Popen(
-        [*HFT, "sim", "binance", "--data", str(CAPTURE), "--speed", "1", "--start", "now",
-         "--api-key", key, "--api-secret", secret, "--balance", "USDT=10000", "--balance", "BTC=1"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc, urls = spawn_fake_binance(
+        CAPTURE, "--speed", "1", "--start", "now", "--api-key", key, "--api-secret", secret,
+        "--balance", "USDT=10000", "--balance", "BTC=1",
     )  # fmt: skip
-    urls: dict[str, str] = {}
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        parts = line.split()
-        if line.startswith("  REST"):
-            urls["rest"] = parts[1]
-        elif line.startswith("  WS market"):
-            urls["ws"] = parts[2]
-        elif line.startswith("  WS API"):
-            urls["ws_api"] = parts[2]
-        if len(urls) == 3:
-            break
-    assert len(urls) == 3, proc.stderr.read() if proc.stderr else ""
     try:
-        yield Fake(proc, urls["rest"], urls["ws"], urls["ws_api"], key, secret)
+        yield Fake(proc, urls["BINANCE_REST_URL"], urls["BINANCE_WS_URL"], urls["BINANCE_WS_API_URL"], key, secret)
     finally:
         proc.terminate()
         proc.wait(10)
