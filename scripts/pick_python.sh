@@ -21,7 +21,11 @@ for cand in python3.11 /usr/bin/python3.11 /usr/local/bin/python3.11 python3 /us
   exe=$("$cand" -c 'import sys, ensurepip, venv; print(sys.executable if sys.version_info >= (3, 11) else "")' 2>/dev/null) || continue
   [ -n "$exe" ] || continue
   [ -n "$first" ] || first=$exe
-  if command -v ldd >/dev/null 2>&1 && ! ldd "$exe" 2>/dev/null | grep -q 'libpython'; then
+  # ldd's output is read whole: under pipefail, 'ldd | grep -q' fails with SIGPIPE when grep
+  # stops reading early, which on a loaded machine turned a shared build into the pick
+  if command -v ldd >/dev/null 2>&1; then
+    libs=$(ldd "$exe" 2>/dev/null || true)
+    case "$libs" in *libpython*) continue ;; esac
     echo "$exe"
     exit 0
   fi
