@@ -203,6 +203,11 @@ class Day:
     def last_id(self) -> int:
         return self.fb.last_update_id("BTCUSDT")
 
+    def book_id(self) -> int:
+        """The last update id the session's book applied."""
+        feed = self.session.node.feeds.get("binance")
+        return feed.syncs["BTC-USDT"].book.update_id if feed is not None else 0
+
 
 async def until(
     cond: Callable[[], bool], what: str, timeout: float = 60.0, state: Callable[[], object] | None = None
@@ -247,6 +252,9 @@ async def inject_paused(day: Day, frames: list[tuple[str, bytes]], wait_for: Cal
     while the replay was held (only the injected frames could have made one)."""
     day.fb.pause()
     try:
+        # what the fake sent before the pause may still be in flight on a loaded machine: a fill it
+        # makes is not the injected frames' doing (depth and trades share one ordered connection)
+        await until(lambda: day.book_id() >= day.last_id(), "the client to catch up with the paused replay")
         fills = len(day.witness.fills)
         for kind, payload in frames:
             assert day.fb.inject(kind, payload) >= 1, f"nobody subscribed to {kind}"
