@@ -185,13 +185,14 @@ async def _replay(args: argparse.Namespace, frames: list[bytes]) -> dict[str, An
         log_dir = tempfile.TemporaryDirectory(prefix="hft-bench-") if args.record else None
         run_dir = Path(log_dir.name) if log_dir is not None else None
         engine, book = hot.build_engine(loop, inst, args.mode, log_orders=False, run_dir=run_dir)
+        on_book, telemetry = hot.daemon_telemetry(engine, loop) if args.telemetry else (engine.on_book, None)
         written = [0]
 
         def on_write(_n: int, now: int) -> None:
             written[0] = now
 
         with trading_gc(50_000):
-            await adapter.start(engine.on_book, engine.on_trade, sink=engine, books={hot.SYMBOL: book})
+            await adapter.start(on_book, engine.on_trade, sink=engine, books={hot.SYMBOL: book})
             feed, execution, ws_api = adapter.feed, adapter.execution, adapter.ws_api
             assert feed is not None and execution is not None and ws_api is not None
             engine.add_venue(execution, adapter.profile)
@@ -213,6 +214,8 @@ async def _replay(args: argparse.Namespace, frames: list[bytes]) -> dict[str, An
                 warmer = PathWarmer(engine, args.warm_us, feeds=[feed.warm]) if args.warm_us > 0 else None
                 return await _time(args, feed.ws.on_message, todo, written, warmer)
             finally:
+                if telemetry is not None:
+                    await telemetry.stop()
                 await hot.stop_measured(engine, adapter, log_dir)
 
 
@@ -354,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         "--adaptive", action="store_true", help="list the path's instructions the interpreter left unspecialised"
     )
     ap.add_argument("--record", action="store_true", help="write the event log, as paper and live trading do")
+    ap.add_argument(
+        "--telemetry", action="store_true", help="the daemon's latency histograms on the path (engine.daemon.telemetry)"
+    )
     ap.add_argument(
         "--gap-us",
         type=float,

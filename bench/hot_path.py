@@ -320,6 +320,7 @@ class Run:
     every: int = 1  # an order on every n-th depth update
     warm_us: float = 0.0  # run the path warmer after this long without market data (0: off)
     warm_spin: bool = True  # the warmer polls every loop turn (else a millisecond timer)
+    telemetry: bool = False  # the daemon's latency rings on the path (engine.daemon.telemetry)
 
     @property
     def label(self) -> str:
@@ -363,6 +364,25 @@ def build_engine(
     return node.engine, node.book_of[("binance", SYMBOL)]
 
 
+def daemon_telemetry(engine: Engine, loop: asyncio.AbstractEventLoop) -> tuple[Callable[[Book], None], Any]:
+    """What the daemon adds to the path (``engine.daemon.telemetry``): its latency rings hooked
+    into the engine, folded once a second on this loop, and the feed callback that records the
+    market-data stage. Returns that callback (for the adapter) and the telemetry (to ``stop``).
+    The callback is one Python frame more than the session's own: the figure is an upper bound."""
+    from engine.daemon.telemetry import Telemetry
+
+    telemetry = Telemetry()
+    telemetry.attach(engine)
+    telemetry.start(loop)
+    add, engine_on_book, now_ns = telemetry.market_data.add, engine.on_book, time.time_ns
+
+    def on_book(b: Book) -> None:
+        add(now_ns() - b.ts_recv)
+        engine_on_book(b)
+
+    return on_book, telemetry
+
+
 async def stop_measured(engine: Engine, adapter: BinanceAdapter, log_dir: Any) -> None:
     """Stop the engine and the adapter, close the event log, remove its temporary directory."""
     engine.stop()
@@ -395,8 +415,9 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
     log_dir = tempfile.TemporaryDirectory(prefix="hft-bench-") if run_.record else None
     run_dir = Path(log_dir.name) if log_dir is not None else None
     engine, book = build_engine(loop, inst, run_.mode, run_.log_orders, run_dir, run_.every)
+    on_book, telemetry = daemon_telemetry(engine, loop) if run_.telemetry else (engine.on_book, None)
     with trading_gc(run_.gc_threshold):  # what the paper and live runners do
-        await adapter.start(engine.on_book, engine.on_trade, sink=engine, books={SYMBOL: book})
+        await adapter.start(on_book, engine.on_trade, sink=engine, books={SYMBOL: book})
         # from here to the first await nothing can arrive: the feed's task has not run yet
         feed, execution, ws_api = adapter.feed, adapter.execution, adapter.ws_api
         assert feed is not None and execution is not None and ws_api is not None
@@ -422,6 +443,8 @@ async def _round(creds: Credentials, urls: tuple[str, str, str], run_: Run, samp
         finally:
             if warmer is not None:
                 warmer.stop()
+            if telemetry is not None:
+                await telemetry.stop()
             await stop_measured(engine, adapter, log_dir)
     warm = {}
     if warmer is not None:
@@ -557,6 +580,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the warmer runs on a timer (millisecond resolution) instead of polling every loop turn",
     )
     ap.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="record the daemon's latency histograms on the path (engine.daemon.telemetry), as the daemon does",
+    )
+    ap.add_argument(
         "--fake",
         choices=("process", "inline"),
         default="process",
@@ -616,6 +644,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.every,
                 args.warm_us,
                 not args.warm_timer,
+                args.telemetry,
             )
             ref_before = reference_ms()
             samples, rounds = bench(args.data, cfg)

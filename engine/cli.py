@@ -17,6 +17,8 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("reports.cli", "register"),
     ("sim.cli", "register"),
     ("engine.runners.live_cli", "register"),
+    ("engine.daemon.opscli", "register"),
+    ("engine.daemon.ctl", "register"),
 )
 #: where a source checkout keeps its benchmarks (``bench/``, beside the packages; not installed)
 CHECKOUT = Path(__file__).resolve().parents[1]

@@ -7,6 +7,7 @@ Backtest, paper and live differ only in what they hand this class: the clock, th
 
 from __future__ import annotations
 
+import logging
 import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ from engine.book import Book
 from engine.eventlog import INCIDENT_MESSAGES, EventLog
 from engine.events import ExecReport, Fill, Incident, Trade
 from engine.logs import get_logger
+from engine.messages import STRATEGY_INITIALIZATION_FAILED
 from engine.model import Instrument
 from engine.oms import OrderManager
 from engine.orders import Order
@@ -64,8 +66,16 @@ class Engine:
         self.log_orders = log_orders
         self.books: dict[tuple[str, str], Book] = {}
         self.strategies: dict[str, Strategy] = {}
+        #: strategies stopped by the operator (``stop_strategy``): no market data, no timers
+        self.stopped: set[str] = set()
+        self.last_trades: dict[tuple[str, str], Trade] = {}
+        #: > 1: one market row in this many goes to the event log (memory pressure, daemon only)
+        self.market_sample_every = 0
         self._book_subs: dict[tuple[str, str], list[Strategy]] = {}
         self._trade_subs: dict[tuple[str, str], list[Strategy]] = {}
+        #: strategies logging at DEBUG: an ``onMarketData`` line per market-data callback. Kept
+        #: when a level changes (``trace``), so the callbacks of the others test one empty set.
+        self.traced: set[str] = set()
         self.log = EventLog(recorder, instruments, self.books)
         self.oms = OrderManager(
             clock,
@@ -106,6 +116,7 @@ class Engine:
             raise ValueError(f"duplicate strategy id {strategy.strategy_id!r}")
         strategy.bind(self)
         self.strategies[strategy.strategy_id] = strategy
+        self.trace(strategy)
         for key in strategy.subscriptions:
             if key not in self.instruments:
                 raise KeyError(f"strategy {strategy.strategy_id} subscribes to unknown instrument {key[0]}:{key[1]}")
@@ -122,6 +133,51 @@ class Engine:
                     subs.remove(strategy)
         return strategy
 
+    def stop_strategy(self, strategy_id: str) -> list[Order]:
+        """The operator stops a strategy: no more market data, trades or timers reach it, its
+        ``on_stop`` runs and its open orders are cancelled (returned). Order updates and fills
+        still reach it: its own bookkeeping must follow what the venue does."""
+        strategy = self.strategies[strategy_id]
+        if strategy_id in self.stopped:
+            return []
+        self.stopped.add(strategy_id)
+        for subs in (*self._book_subs.values(), *self._trade_subs.values()):
+            if strategy in subs:
+                subs.remove(strategy)
+        if self.running:
+            self._call(strategy, strategy.on_stop)
+        orders = self.oms.open_orders(strategy_id)
+        for order in orders:
+            self.oms.cancel(order)
+        _strat_log.info("strategy_id: %s stopped by operator; %d open orders cancelled", strategy_id, len(orders))
+        return orders
+
+    def start_strategy(self, strategy_id: str) -> None:
+        """Start a strategy the operator stopped: subscribed again, ``on_start``, then market data."""
+        strategy = self.strategies[strategy_id]
+        if strategy_id not in self.stopped:
+            return
+        self.stopped.discard(strategy_id)
+        for key in strategy.subscriptions:
+            self._book_subs.setdefault(key, []).append(strategy)
+            if strategy.wants_trades:
+                self._trade_subs.setdefault(key, []).append(strategy)
+        if self.running:
+            self._call(strategy, strategy.on_start)
+        _strat_log.info("strategy_id: %s started by operator", strategy_id)
+
+    def trace(self, strategy: Strategy) -> None:
+        """Follow a change of ``strategy``'s log level: at DEBUG each market-data callback it gets
+        is logged (``onMarketData strategy_id: <id> ...`` in strategies.log, the guide's §9.1)."""
+        if strategy.log.isEnabledFor(logging.DEBUG):
+            self.traced.add(strategy.strategy_id)
+        else:
+            self.traced.discard(strategy.strategy_id)
+
+    @staticmethod
+    def _trace(s: Strategy, kind: str, venue: str, symbol: str, a: object, b: object) -> None:
+        s.log.debug("onMarketData strategy_id: %s %s %s:%s %.10g %.10g", s.strategy_id, kind, venue, symbol, a, b)
+
     def wants_book(self, key: tuple[str, str]) -> int:
         """0 nobody listens, 1 top-of-book changes, 2 every message (replay kernel wake flags)."""
         subs = self._book_subs.get(key, ())
@@ -137,6 +193,9 @@ class Engine:
         self.running = True
         _sys_log.info("engine started: %d strategies, venues %s", len(self.strategies), sorted(self.venues))
         for s in self.strategies.values():
+            _strat_log.info(
+                "strategy_id: %s starting %s on %s %s", s.strategy_id, type(s).__name__, s.venue, ",".join(s.symbols)
+            )
             self._call(s, s.on_start)
         if self.mark_interval_ns > 0:
             self.scheduler.schedule(self.clock.now() + self.mark_interval_ns, self._mark_timer)
@@ -169,15 +228,18 @@ class Engine:
         if subs:
             self.oms.ts_tick = book.ts_recv
             halted = self.risk._halted
+            traced = self.traced
             for s in subs:
                 # ``_call``, inlined: every depth update of a live feed comes through here
                 if halted and s.strategy_id in halted:
                     continue
+                if traced and s.strategy_id in traced:
+                    self._trace(s, "orderbook", book.venue, book.symbol, book.best_bid, book.best_ask)
                 try:
                     s.on_book(book)
                 except Exception as exc:
                     self._strategy_failed(s, "on_book", exc)
-        if seq:
+        if seq and not (self.market_sample_every and self.book_events % self.market_sample_every):
             log.market(book, mid, feed_latency_ns, seq)
 
     def on_book_invalid(self, book: Book, reason: str) -> None:
@@ -215,10 +277,15 @@ class Engine:
 
     def on_trade(self, trade: Trade) -> None:
         self.trade_events += 1
-        subs = self._trade_subs.get((trade.venue, trade.symbol))
+        key = (trade.venue, trade.symbol)
+        self.last_trades[key] = trade  # the ticker's last trade price
+        subs = self._trade_subs.get(key)
         if subs:
             self.oms.ts_tick = trade.ts_recv
+            traced = self.traced
             for s in subs:
+                if traced and s.strategy_id in traced:
+                    self._trace(s, "trade", trade.venue, trade.symbol, trade.price, trade.size)
                 self._call(s, s.on_trade, trade)
 
     def on_exec_report(self, report: ExecReport) -> None:
@@ -241,6 +308,8 @@ class Engine:
         strategy, name, interval_ns, repeat = arg
         if not self.running:
             return
+        if self.stopped and strategy.strategy_id in self.stopped:
+            return  # a stopped strategy's timers end; ``on_start`` sets them again
         now = self.clock.now()
         self.log.timer(now, strategy.strategy_id, name)
         self.oms.ts_tick = now
@@ -267,7 +336,8 @@ class Engine:
     def _strategy_failed(self, strategy: Strategy, where: str, exc: Exception) -> None:
         now = self.clock.now()
         _strat_log.error(
-            "Strategy error strategy_id: %s in %s: %r\n%s",
+            "%s strategy_id: %s in %s: %r\n%s",
+            STRATEGY_INITIALIZATION_FAILED + ":" if where == "on_start" else "Strategy error",
             strategy.strategy_id,
             where,
             exc,

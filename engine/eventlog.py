@@ -16,6 +16,7 @@ Incidents are also counted and logged here, in the guide's words (``Market data 
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import TYPE_CHECKING
 
 from engine.logs import get_logger
@@ -46,7 +47,7 @@ class EventLog:
     """Builds and appends the rows of one run. ``books`` is read for the mid at each order event
     (the engine's own dict, filled as books are added)."""
 
-    __slots__ = ("books", "incident_counts", "instruments", "recorder")
+    __slots__ = ("books", "incident_counts", "instruments", "recent_incidents", "recorder")
 
     def __init__(
         self, recorder: Recorder, instruments: dict[tuple[str, str], Instrument], books: dict[tuple[str, str], Book]
@@ -55,6 +56,8 @@ class EventLog:
         self.instruments = instruments
         self.books = books
         self.incident_counts: dict[str, int] = {}
+        #: the latest incidents as (ts, venue, symbol, kind, detail), for the operator API
+        self.recent_incidents: deque[tuple[int, str, str, str, str]] = deque(maxlen=1000)
 
     @property
     def enabled(self) -> bool:
@@ -219,6 +222,7 @@ class EventLog:
     def incident(self, ts: int, venue: str, symbol: str, kind: str, detail: str = "", value: float = 0.0) -> None:
         """Count it, record it, say it in the guide's words."""
         self.incident_counts[kind] = self.incident_counts.get(kind, 0) + 1
+        self.recent_incidents.append((ts, venue, symbol, kind, detail))
         self.recorder.add("incidents", (ts, venue, symbol, kind, detail, value))
         msg = INCIDENT_MESSAGES.get(kind, kind.replace("_", " "))
         logger = _md_log if kind in INCIDENT_MESSAGES else _sys_log

@@ -199,6 +199,7 @@ INCIDENT_KINDS = (
     "clock_offset",
     "order_state_unknown",
     "reconcile",  # the venue's account differed from what this node knew at start-up
+    "memory_pressure",  # the daemon's memory check acted (engine.daemon.memory)
 )
 
 TABLES: dict[str, pa.Schema] = {

@@ -13,6 +13,7 @@ credentials they load; ``setup_logging`` registers the values of environment var
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -22,8 +23,10 @@ from pathlib import Path
 
 COMPONENTS = ("system", "market_data", "orders", "strategies", "risk", "exchanges")
 DEFAULT_LOG_DIR = "/var/log/hft_system"
+# date and time as the first two fields: the guide counts lines per timestamp with
+# awk '{print $1" "$2}' (§4.3)
 _FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s [%(name)s] %(message)s"
-_DATEFMT = "%Y-%m-%dT%H:%M:%S"
+_DATEFMT = "%Y-%m-%d %H:%M:%S"
 
 _SECRET = re.compile(
     r"(?i)(signature|api[_-]?key|secret|x-mbx-apikey|passphrase)([\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9+/=_\-]{8,})"
@@ -91,7 +94,13 @@ class DeferredFileHandler(logging.FileHandler):
     """
 
     def __init__(
-        self, filename: str | os.PathLike[str], mode: str = "a", encoding: str | None = None, buffered: bool = False
+        self,
+        filename: str | os.PathLike[str],
+        mode: str = "a",
+        encoding: str | None = None,
+        buffered: bool = False,
+        max_bytes: int = 0,
+        backups: int = 0,
     ) -> None:
         super().__init__(filename, mode, encoding)
         self._pending: list[logging.LogRecord | _Lazy] = []
@@ -99,21 +108,24 @@ class DeferredFileHandler(logging.FileHandler):
         #: lines logged without a loop are written but not flushed one by one (a backtest: the
         #: file's buffer goes out when full, at an ERROR, and at ``flush``/``close``)
         self.buffered = buffered
+        #: size-based rotation (0: never): ``<name>.log`` -> ``<name>.log.1`` ... ``.<backups>``,
+        #: the oldest dropped; checked after a write, so it costs the writer, never the logger
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._size = 0
+        if max_bytes:
+            with contextlib.suppress(OSError):
+                self._size = os.path.getsize(self.baseFilename)
 
     def emit(self, record: logging.LogRecord) -> None:
         loop = _running_loop()
         if loop is None or record.levelno >= logging.ERROR:
             if self._pending:
                 self._write_pending()
-            if self.buffered and record.levelno < logging.ERROR:
-                try:
-                    if self.stream is None:
-                        self.stream = self._open()
-                    self.stream.write(self.format(record) + self.terminator)
-                except Exception:
-                    self.handleError(record)
-                return
-            super().emit(record)
+            try:
+                self._write(self.format(record) + self.terminator, not self.buffered or record.levelno >= logging.ERROR)
+            except Exception:
+                self.handleError(record)
             return
         try:
             record.message = record.getMessage()
@@ -160,12 +172,40 @@ class DeferredFileHandler(logging.FileHandler):
             except Exception:  # one bad line (arguments that do not fit) loses only itself
                 self.handleError(record)
         try:
-            if self.stream is None:
-                self.stream = self._open()
-            self.stream.write("".join(lines))
-            self.stream.flush()
+            self._write("".join(lines), True)
         except Exception:
             self.handleError(record)
+
+    def _write(self, text: str, flush: bool) -> None:
+        if self.stream is None:
+            self.stream = self._open()
+        self.stream.write(text)
+        if flush:
+            self.stream.flush()
+        if self.max_bytes:
+            self._size += len(text)
+            if self._size >= self.max_bytes:
+                self._rotate()
+
+    def _rotate(self) -> None:
+        """``logging.handlers.RotatingFileHandler``'s scheme: the guide's clean-up finds the
+        rotated files by ``-name "*.log.*"`` (§6.2)."""
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None  # type: ignore[assignment]
+        base = self.baseFilename
+        if self.backups > 0:
+            for i in range(self.backups - 1, 0, -1):
+                src = f"{base}.{i}"
+                if os.path.exists(src):
+                    os.replace(src, f"{base}.{i + 1}")
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(base, f"{base}.1")
+        else:  # no backups kept: start the file again
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(base)
+        self._size = 0
+        self.stream = self._open()
 
     def flush(self) -> None:
         self.acquire()
@@ -192,13 +232,20 @@ def get_logger(component: str) -> logging.Logger:
 
 
 def setup_logging(
-    log_dir: str | os.PathLike[str] | None, level: int = logging.INFO, console: bool = False, buffered: bool = False
+    log_dir: str | os.PathLike[str] | None,
+    level: int = logging.INFO,
+    console: bool = False,
+    buffered: bool = False,
+    log_rotate_mb: float = 0.0,
+    log_backups: int = 0,
 ) -> Path | None:
     """Attach one file per component plus ``errors.log``. ``None`` keeps logs in memory only.
     The values of the environment's credential variables are registered for redaction first.
     ``buffered`` (backtests): lines below ERROR are not flushed one by one (``flush_logs`` at the
     end of the run writes what is left); an operator tailing a live daemon's logs wants each line
-    at once, so the live modes leave it off."""
+    at once, so the live modes leave it off. ``log_rotate_mb`` > 0 rotates each file when it
+    reaches that size, keeping ``log_backups`` old ones (``system.log.1`` newest; the daemon
+    config's ``log_rotate_mb``/``log_backups``)."""
     register_env_secrets()
     root = logging.getLogger("hft")
     for h in list(root.handlers):
@@ -229,11 +276,14 @@ def setup_logging(
         return None
     path = Path(log_dir)
     path.mkdir(parents=True, exist_ok=True)
+    if log_rotate_mb < 0 or log_backups < 0:
+        raise ValueError(f"log_rotate_mb and log_backups must be >= 0, got {log_rotate_mb}, {log_backups}")
+    rotate = {"max_bytes": int(log_rotate_mb * 1024 * 1024), "backups": log_backups}
     for comp in COMPONENTS:
-        fh = DeferredFileHandler(path / f"{comp}.log", buffered=buffered)
+        fh = DeferredFileHandler(path / f"{comp}.log", buffered=buffered, **rotate)
         fh.setFormatter(fmt)
         logging.getLogger(f"hft.{comp}").addHandler(fh)
-    eh = DeferredFileHandler(path / "errors.log", buffered=buffered)
+    eh = DeferredFileHandler(path / "errors.log", buffered=buffered, **rotate)
     eh.setLevel(logging.WARNING)
     eh.setFormatter(fmt)
     root.addHandler(eh)
@@ -304,14 +354,23 @@ class Muted:
     changes (``info_later`` keeps its fast path, which it takes only on loggers without filters).
     """
 
-    __slots__ = ("_filter", "_loggers")
+    __slots__ = ("_filter", "_known", "_loggers")
 
     def __init__(self) -> None:
         self._filter = _ThreadMute(threading.get_ident())
-        self._loggers = [logging.getLogger("hft")] + [logging.getLogger(f"hft.{c}") for c in COMPONENTS]
+        self._loggers: list[logging.Logger] = []
+        self._known = -1  # loggers that existed when ``_loggers`` was made
 
     def __enter__(self) -> Muted:
         self._filter.ident = threading.get_ident()
+        loggers = logging.Logger.manager.loggerDict
+        if len(loggers) != self._known:
+            # every ``hft`` logger, children included: a filter on a parent does not see the
+            # records of its children (a strategy at its own level, ``hft.strategies.<id>``)
+            self._known = len(loggers)
+            self._loggers = [logging.getLogger("hft")] + [
+                lg for name, lg in list(loggers.items()) if name.startswith("hft.") and isinstance(lg, logging.Logger)
+            ]
         f = self._filter
         for lg in self._loggers:
             lg.filters.append(f)
@@ -329,3 +388,23 @@ def flush_logs() -> None:
     for lg in loggers:
         for h in lg.handlers:
             h.flush()
+
+
+def install_loop_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
+    """What escapes a callback or task of the trading loop goes to ``system.log`` (and so
+    ``errors.log``); a ``MemoryError`` is said in the guide's words (``Memory allocation failed``,
+    §12), which is what an operator greps for after an out-of-memory."""
+    from engine.messages import MEMORY_ALLOCATION_FAILED
+
+    log = get_logger("system")
+
+    def handle(lp: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        exc = context.get("exception")
+        where = context.get("message", "")
+        if isinstance(exc, MemoryError):
+            log.critical("%s: %s (%s); restart the daemon and look for a leak", MEMORY_ALLOCATION_FAILED, where, exc)
+            return
+        log.error("Unhandled exception in the event loop: %s: %r", where, exc)
+        lp.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)

@@ -14,7 +14,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine import events as ev
 from engine.events import ExecReport, Fill
@@ -147,6 +147,10 @@ class OrderManager:
         self._closed: deque[tuple[int, str]] = deque()  # (closed at, client id), oldest first
         self.filled_orders = 0  # orders with at least one fill
         self.rejected = 0  # orders rejected, locally or by the venue
+        self.canceled = 0  # orders the venue confirmed cancelled
+        self.fills_by_strategy: dict[str, int] = {}
+        #: the daemon's ring of sent -> acknowledged times (``engine.daemon.telemetry``): ``add(ns)``
+        self.ack_ring: Any = None
 
     def add_venue(self, client: ExecutionClient, profile: VenueProfile | None = None) -> None:
         """Route orders for ``client.name`` to ``client``; ``profile`` gives the venue's id rules and
@@ -264,8 +268,9 @@ class OrderManager:
         if self.log_orders:
             info_later(
                 _log,
-                "submit order client_order_id=%s strategy_id=%s venue=%s symbol=%s side=%s type=%s "
-                "price=%s quantity=%s",
+                # both word orders: the guide greps "submit order" (§4.1) and "order submit" (§4.3)
+                "submit order order_id: %s strategy_id: %s venue=%s symbol=%s side=%s type=%s "
+                "price=%s quantity=%s (order submit)",
                 order.client_order_id,
                 strategy_id,
                 venue,
@@ -303,7 +308,7 @@ class OrderManager:
         self._close(order)
         self.log.order("rejected", order, now, reason=reason, code=code)
         _log.warning(
-            "Order rejected client_order_id=%s strategy_id=%s symbol=%s reason=%s",
+            "Order rejected order_id: %s strategy_id: %s symbol=%s reason=%s",
             order.client_order_id,
             order.strategy_id,
             order.symbol,
@@ -387,12 +392,14 @@ class OrderManager:
                 order.venue_order_id = r.venue_order_id
             if order.ts_acked == 0:
                 order.ts_acked = now
+                if self.ack_ring is not None and order.ts_sent:
+                    self.ack_ring.add(now - order.ts_sent)
             self._transition(order, OrderStatus.OPEN, "accepted", r, now)
         elif kind == ev.REJECTED:
             order.reason = r.reason
             self._transition(order, OrderStatus.REJECTED, "rejected", r, now)
             _log.warning(
-                "Order rejected client_order_id=%s symbol=%s code=%s reason=%s",
+                "Order rejected order_id: %s symbol=%s code=%s reason=%s",
                 order.client_order_id,
                 order.symbol,
                 r.code,
@@ -430,6 +437,8 @@ class OrderManager:
         if new.is_terminal:
             if new is OrderStatus.REJECTED:
                 self.rejected += 1
+            elif new is OrderStatus.CANCELED:
+                self.canceled += 1
             self._close(order)
         self.log.order(event, order, now, reason=r.reason, code=r.code, ts_venue=r.ts_event)
         self.events.dispatch_order_update(order)
@@ -485,6 +494,8 @@ class OrderManager:
         qty = r.qty
         if order.ts_acked == 0:
             order.ts_acked = now  # the fill is the first we hear of it: it is the ack
+            if self.ack_ring is not None and order.ts_sent:
+                self.ack_ring.add(now - order.ts_sent)
         if order.filled == 0 and qty > 0:
             self.filled_orders += 1
         leaves = order.qty - order.filled
@@ -512,6 +523,8 @@ class OrderManager:
             if new is OrderStatus.FILLED:
                 self._close(order)
         self.fills += 1
+        sid = order.strategy_id
+        self.fills_by_strategy[sid] = self.fills_by_strategy.get(sid, 0) + 1
         fill = Fill(
             order.client_order_id,
             order.strategy_id,
@@ -528,6 +541,19 @@ class OrderManager:
             pos.qty_float,
         )
         log.fill(order, r, fill, inst, now)
+        if self.log_orders:
+            info_later(
+                _log,
+                "fill order_id: %s strategy_id: %s symbol=%s side=%s price=%s quantity=%s filled=%s/%s",
+                order.client_order_id,
+                order.strategy_id,
+                order.symbol,
+                order.side.name,
+                fill.price,
+                fill.qty,
+                inst.size(order.filled),
+                inst.size(order.qty),
+            )
         log.order("filled" if new is OrderStatus.FILLED else "partially_filled", order, now, ts_venue=r.ts_event)
         log.position(order.strategy_id, inst, pos, now, "fill")
         halt = self.risk.on_fill(order.strategy_id, now)

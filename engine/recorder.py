@@ -65,6 +65,7 @@ import pyarrow.parquet as pq
 from engine.errors import HftError
 from engine.eventlog_schema import MANIFEST, TABLES
 from engine.logs import get_logger
+from engine.messages import QUEUE_FULL
 
 NAN = math.nan
 _SLICE = 4096  # rows the background writer converts per call into pyarrow
@@ -73,6 +74,9 @@ FSYNC_INTERVAL_S = 1.0  # live: longest a written stream goes without fsync
 ROW_GROUP_ROWS = 65_536  # rows per row group when a stream becomes Parquet
 STREAM_SUFFIX = ".arrows"
 LOCK_FILE = "session.lock"
+#: jobs waiting for the writer thread at which it is behind (``Queue full``): hand-overs come
+#: every ``FLUSH_INTERVAL_S``, so about half a minute of events
+QUEUE_WARN_JOBS = 30
 URGENT = ("fills",)  # tables whose rows are handed off right after the callback that added them
 _log = get_logger("system")
 _STREAM = re.compile(r"^(?P<table>[a-z]+)(?:-(?P<n>\d+))?\.arrows$")
@@ -404,6 +408,7 @@ class Recorder:
         background: bool = False,
         flush_interval_s: float = FLUSH_INTERVAL_S,
         fsync_interval_s: float = FSYNC_INTERVAL_S,
+        queue_warn_jobs: int = QUEUE_WARN_JOBS,
     ) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.flush_rows = flush_rows
@@ -422,6 +427,8 @@ class Recorder:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="recorder")
         self.background = self._pool is not None
         self._pending: list[Future[None]] = []
+        self.queue_warn_jobs = queue_warn_jobs
+        self._behind = False  # ``Queue full`` said, the writer not caught up yet
         self._failed: list[tuple[str, list[tuple]]] = []  # (table, rows) that could not be converted
         self._error: RecorderError | None = None
         self._lock = threading.Lock()  # the writers, streams and kept rows, shared with the writer thread
@@ -548,7 +555,7 @@ class Recorder:
             return
         self.handoffs += 1
         self._pending = [f for f in self._pending if not f.done()]
-        self._pending.append(pool.submit(self._write_job, job))
+        self._submit(job)
 
     def _flush(self, table: str) -> None:
         buf = self._buf[table]
@@ -561,8 +568,30 @@ class Recorder:
             return
         self._buf[table] = []
         self.counts[table] += len(buf)
-        self._pending = [f for f in self._pending if not f.done()]
-        self._pending.append(self._pool.submit(self._write_job, [(table, buf)]))
+        self._submit([(table, buf)])
+
+    def _submit(self, job: list[tuple[str, list[tuple]]]) -> None:
+        """Hand ``job`` to the writer thread. The hand-over never refuses (the event log loses
+        nothing and the loop never waits on the disk), so its bound is a warning: at
+        ``queue_warn_jobs`` jobs waiting the writer cannot keep up, said once in the guide's words
+        (``Queue full``, §12), and once more when it has caught up."""
+        assert self._pool is not None
+        pending = [f for f in self._pending if not f.done()]
+        waiting = len(pending)
+        if waiting >= self.queue_warn_jobs and not self._behind:
+            self._behind = True
+            _log.warning(
+                "%s: event recorder hand-over holds %d jobs (bound %d): the writer thread cannot keep up "
+                "with the events (slow disk?); rows wait in memory, none are dropped",
+                QUEUE_FULL,
+                waiting,
+                self.queue_warn_jobs,
+            )
+        elif self._behind and waiting == 0:
+            self._behind = False
+            _log.info("event recorder writer caught up")
+        pending.append(self._pool.submit(self._write_job, job))
+        self._pending = pending
 
     # --- direct Parquet (backtests) -----------------------------------------------------------------
     def _write(self, table: str, rows: list[tuple]) -> None:

@@ -22,7 +22,8 @@ pass both position limits. A strategy halted by the daily loss limit resumes by 
 UTC day; a strategy halted by the operator stays halted until ``resume``.
 
 Rejections are logged to ``risk.log`` at WARNING in the operator guide's wording
-(``Risk check failed: Position limit exceeded strategy_id=... value=... limit=...``); passes are
+(``Risk check failed: Position limit exceeded strategy_id=... value=... limit=... (risk check
+failed)``, the lower-case tag for the guide's case-sensitive grep); passes are
 only counted, to keep the hot path free of formatting. ``log_stats`` writes a periodic
 ``risk check latency`` line with counts and timings.
 """
@@ -188,6 +189,8 @@ class RiskEngine:
         #: Called as ``on_halt(strategy_id, reason, now_ns)`` when the risk engine halts a strategy by
         #: itself (daily loss), so the engine can cancel its open orders and raise an incident.
         self.on_halt: Callable[[str, str, int], None] | None = None
+        #: the daemon's ring of check timings (``engine.daemon.telemetry.LatencyRing``): ``add(ns)``
+        self.latency_ring: Any = None
 
     # -- limits ----------------------------------------------------------------------------------
 
@@ -238,6 +241,22 @@ class RiskEngine:
         )
         return result
 
+    def replace_strategy_limits(self, strategy_id: str, overrides: dict[str, Any]) -> RiskLimits:
+        """A strategy's overrides replaced whole (a config reload): fields it no longer names
+        follow the global limits again."""
+        parsed = RiskLimits.parse_updates(overrides, f"strategy_limits.{strategy_id}")
+        if parsed:
+            self._overrides[strategy_id] = parsed
+        else:
+            self._overrides.pop(strategy_id, None)
+        self._rebuild()
+        _log.info(
+            "Risk limits replaced strategy_id=%s %s",
+            strategy_id,
+            " ".join(f"{k}={v}" for k, v in sorted(parsed.items())) or "(global limits)",
+        )
+        return self.limits_for(strategy_id)
+
     # -- halts -----------------------------------------------------------------------------------
 
     def halt(self, strategy_id: str, reason: str, *, until_day: int = -1) -> None:
@@ -282,8 +301,8 @@ class RiskEngine:
                 "limit": limit,
             }
         )
-        _log.warning(
-            "%s strategy_id=%s venue=%s symbol=%s client_order_id=%s value=%.6g limit=%.6g",
+        _log.warning(  # the guide greps risk.log for lower-case "risk check failed" (§4.1)
+            "%s strategy_id=%s venue=%s symbol=%s client_order_id=%s value=%.6g limit=%.6g (risk check failed)",
             reason,
             order.strategy_id,
             order.venue,
@@ -297,6 +316,8 @@ class RiskEngine:
 
     def _timed(self, t0: int) -> None:
         dt = _perf_ns() - t0
+        if self.latency_ring is not None:
+            self.latency_ring.add(dt)
         self._lat_n += 1
         self._lat_sum += dt
         if dt > self._lat_max:
@@ -411,6 +432,8 @@ class RiskEngine:
         recent.append(now_ns)
         self._passed += 1
         dt = _perf_ns() - t0
+        if self.latency_ring is not None:
+            self.latency_ring.add(dt)
         self._lat_n += 1
         self._lat_sum += dt
         if dt > self._lat_max:
@@ -434,7 +457,9 @@ class RiskEngine:
             return None
         reason = REASONS["daily_loss"]
         self.halt(strategy_id, _DAILY_LOSS_HALT, until_day=day)
-        _log.warning("%s strategy_id=%s value=%.6g limit=%.6g", reason, strategy_id, pnl, -loss_limit)
+        _log.warning(
+            "%s strategy_id=%s value=%.6g limit=%.6g (risk check failed)", reason, strategy_id, pnl, -loss_limit
+        )
         self._violations.append(
             {
                 "ts": now_ns,

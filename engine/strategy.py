@@ -158,3 +158,39 @@ class Strategy:
 
     def set_timer(self, name: str, interval_ns: int, repeat: bool = True) -> None:
         self.engine.set_timer(self, name, interval_ns, repeat)
+
+    # --- operator changes (the daemon's ``PUT /strategies/{id}/config``) ---------------------------
+    def set_log_level(self, level: str) -> None:
+        """This strategy's lines at ``level`` (``DEBUG``...): its own child of the ``strategies``
+        logger, so one strategy can be debugged while the others stay at INFO."""
+        child = logging.getLogger(f"{get_logger('strategies').name}.{self.strategy_id}")
+        child.setLevel(level)
+        self.log = child
+        if self._engine is not None:  # DEBUG turns on its onMarketData lines (Engine.trace)
+            self._engine.trace(self)
+
+    def update_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Take new params (already checked against ``params_schema``) while running.
+
+        A strategy usually derives attributes from its params in ``__init__`` (``self.size =
+        float(p["order_size"])``); the default here builds two scratch instances, one with the
+        old params and one with the new, and copies onto this one every attribute the two
+        differ in: the derived values change, the running state (orders, inventory) stays.
+        A strategy whose params feed state in other ways overrides this."""
+        cls = type(self)
+        before = cls(self.strategy_id, self.venue, self.symbols, self.params)
+        after = cls(self.strategy_id, self.venue, self.symbols, params)
+        for name, value in vars(after).items():
+            if name in ("log", "_engine"):
+                continue
+            if name not in vars(before) or _differs(vars(before)[name], value):
+                setattr(self, name, value)
+        self.params = dict(after.params)
+        return self.params
+
+
+def _differs(a: Any, b: Any) -> bool:
+    try:
+        return bool(a != b)
+    except Exception:  # arrays and other values without a plain truth value: treat as changed
+        return True

@@ -251,7 +251,7 @@ def rss_kb(pid: int) -> int:
     return int(m.group(1)) if m else 0
 
 
-_SUBMIT = re.compile(r"^(\S+) INFO \[hft\.orders\] submit order client_order_id=(\S+)")
+_SUBMIT = re.compile(r"^(\S+ \S+) INFO \[hft\.orders\] submit order order_id: (\S+)")
 
 
 def logged_submits(run: Path) -> list[tuple[int, str]]:
@@ -260,7 +260,7 @@ def logged_submits(run: Path) -> list[tuple[int, str]]:
     for line in (run / "logs" / "orders.log").read_text().splitlines():
         m = _SUBMIT.match(line)
         if m:  # the log's timestamps are local time, to the millisecond
-            t = dt.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+            t = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
             out.append((int(t * 1e9), m.group(2)))
     return out
 

@@ -241,7 +241,9 @@ def test_daily_loss_breach_is_one_risk_check_failed_line(risk_log: _Capture) -> 
     eng.portfolio.mark(PERP.venue, PERP.symbol, 89.0)
     assert eng.on_fill("mm1", T0) is not None
     failed = [m for _, m in risk_log.lines if "risk check failed" in m.lower()]
-    assert failed == ["Risk check failed: Daily loss limit reached strategy_id=mm1 value=-110 limit=-100"]
+    assert failed == [
+        "Risk check failed: Daily loss limit reached strategy_id=mm1 value=-110 limit=-100 (risk check failed)"
+    ]
     assert "Strategy halted strategy_id=mm1 reason=Daily loss limit reached" in [m for _, m in risk_log.lines]
 
 

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import sys
 
+from engine.errors import HftError
 from engine.runners.backtest_cli import discard_if_empty, format_summary, positive_seconds, run_dir_for
 from engine.runners.spec import load_run_spec
 
@@ -16,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="paper config (e.g. config/paper/market_maker_binance.json)")
     p.add_argument("--duration", metavar="S", help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--out", help="run directory (default runs/<name>-<n>)")
+    _daemon_args(p)
     p.set_defaults(func=cmd_paper, mode="paper")
     p = sub.add_parser(
         "live",
@@ -24,12 +26,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="live config (e.g. config/live/market_maker_binance.json)")
     p.add_argument("--duration", metavar="S", help="stop gracefully after this many seconds (default: SIGINT/SIGTERM)")
     p.add_argument("--out", help="run directory (default runs/<name>-<n>)")
+    _daemon_args(p)
     p.set_defaults(func=cmd_paper, mode="live")
     try:
         from engine.runners import record
     except ImportError:
         return
     record.register(sub)
+
+
+def _daemon_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "daemon", "run as the long-lived service (the operator API, pid file, signals); on by default "
+        "when the config has a 'daemon' section"
+    )  # fmt: skip
+    g.add_argument("--api", action="store_true", help="run as the daemon even without a 'daemon' section")
+    g.add_argument("--port", type=_port, help="API port (default daemon.api.port, 8080; 0: any free port)")
+    g.add_argument("--host", help="API address (default daemon.api.host, 127.0.0.1)")
+    g.add_argument("--log-dir", help="component log directory (default daemon.log_dir, /var/log/hft_system)")
+    g.add_argument("--pid-file", help="pid file (default daemon.pid_file, /var/run/hft_system.pid)")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--port: must be a port number 0..65535, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"--port: must be a port number 0..65535, got {text!r}")
+    return port
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
@@ -39,7 +64,22 @@ def cmd_paper(args: argparse.Namespace) -> int:
 
     mode = args.mode
     duration = positive_seconds(args.duration)
-    spec = load_run_spec(args.config, mode=mode)
+    try:
+        spec = load_run_spec(args.config, mode=mode)
+    except HftError as exc:
+        from engine.daemon.startup_log import record_startup_failure, wants_daemon_log
+
+        if wants_daemon_log(args):  # §2.1: the operator reads system.log for why it did not start
+            record_startup_failure(args, str(exc))
+        raise
+    daemon_flags = (args.port, args.host, args.log_dir, args.pid_file)
+    if args.api or spec.daemon.present:
+        from engine.daemon.service import serve
+
+        return serve(args, mode, spec, run_loop)
+    if any(v is not None for v in daemon_flags):
+        print("error: --port, --host, --log-dir and --pid-file need --api (or a 'daemon' section)", file=sys.stderr)
+        return 2
     run_dir, existed = run_dir_for(args.out, spec.runs_root, spec.name)
     what = "paper trading" if mode == "paper" else "live trading"
 

@@ -42,7 +42,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from engine.errors import ConfigError, HftError
 from engine.events import Trade
 from engine.gcpolicy import thread_switch, trading_gc
 from engine.logs import flush_logs, get_logger, setup_logging
+from engine.messages import LOCK_ACQUISITION_TIMEOUT
 from engine.reconcile import ReconcilePolicy, ReconcileResult, reconcile_venue
 from engine.recorder import RecorderError, RunLock, read_manifest, recover_run, run_state, utc_stamp
 from engine.runners import registry
@@ -64,6 +65,7 @@ from sim.replay import ReplayStats
 
 _log = get_logger("system")
 CANCEL_WAIT_S = 5.0
+_time_ns = time.time_ns
 
 
 @dataclass
@@ -107,9 +109,15 @@ async def open_session(
     run_dir: Path,
     adapters: dict[str, VenueAdapter] | None = None,
     strategies: list[Any] | None = None,
+    log_dir: Path | None = None,
+    log_rotate: tuple[float, int] = (0.0, 0),
 ) -> Session:
-    """The node for ``mode`` (paper, live) with its adapters' instruments loaded."""
-    setup_logging(run_dir / "logs")
+    """The node for ``mode`` (paper, live) with its adapters' instruments loaded. Component logs
+    go to ``log_dir`` (the daemon's), else to the run directory's ``logs``; ``log_rotate`` is the
+    daemon's (``log_rotate_mb``, ``log_backups``), (0, 0): no rotation."""
+    setup_logging(
+        log_dir if log_dir is not None else run_dir / "logs", log_rotate_mb=log_rotate[0], log_backups=log_rotate[1]
+    )
     adapters = adapters if adapters is not None else await open_adapters(spec)
     instruments = {}
     try:
@@ -153,6 +161,9 @@ class Session:
         self._lock_refused = False
         #: the manifest's run-state keys: status, started_at, continues
         self.lifecycle: dict[str, Any] = {}
+        #: the daemon's ring of market-data latencies (``engine.daemon.telemetry.LatencyRing``):
+        #: set before ``start``, it gets frame receipt -> book shown to the engine of every update
+        self.md_ring: Any = None
 
     # --- the run: lock, crashed predecessor, manifest at start ---------------------------------------
     def _begin_run(self) -> None:
@@ -163,7 +174,9 @@ class Session:
         lock = RunLock(run_dir)
         if not lock.acquire():
             self._lock_refused = True
-            raise HftError(f"Run directory {run_dir} is in use by another session (it holds {lock.path})")
+            msg = f"{LOCK_ACQUISITION_TIMEOUT}: run directory {run_dir} is in use by another session ({lock.path})"
+            _log.error(msg)
+            raise HftError(msg)
         self._lock = lock
         state: dict[str, Any] = {"status": "running", "started_at": utc_stamp()}
         previous = self._continue_crashed(run_dir)
@@ -265,10 +278,20 @@ class Session:
     def _callbacks(self) -> FeedCallbacks:
         engine = self.node.engine
         matching = self.matching
+        ring = self.md_ring
 
-        def on_book(book: Book) -> None:
-            # measured feed latency: local receipt minus venue event time (0 when the venue gives none)
-            engine.on_book(book, book.ts_recv - book.ts_event if book.ts_event else 0)
+        if ring is None:
+
+            def on_book(book: Book) -> None:
+                # measured feed latency: local receipt minus venue event time (0 when the venue gives none)
+                engine.on_book(book, book.ts_recv - book.ts_event if book.ts_event else 0)
+
+        else:
+            add = ring.add  # a deque's append: the snapshot does the rest (``engine.daemon.telemetry``)
+
+            def on_book(book: Book) -> None:
+                add(_time_ns() - book.ts_recv)
+                engine.on_book(book, book.ts_recv - book.ts_event if book.ts_event else 0)
 
         if matching is None:
             return FeedCallbacks(on_book, engine.on_trade, engine.on_incident, None, engine.on_book_invalid)
@@ -280,15 +303,28 @@ class Session:
         return FeedCallbacks(on_book, on_trade, engine.on_incident, matching.on_levels, engine.on_book_invalid)
 
     # --- run and stop --------------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event | None = None, duration_s: float | None = None) -> SessionResult:
+    async def run(
+        self,
+        stop: asyncio.Event | None = None,
+        duration_s: float | None = None,
+        after_start: Callable[[Session], Awaitable[None]] | None = None,
+        before_stop: Callable[[Session], Awaitable[None]] | None = None,
+    ) -> SessionResult:
         """Start, trade until ``stop`` is set or ``duration_s`` passes, stop; the event log is closed
-        whatever happens."""
+        whatever happens. ``after_start`` runs once the session trades (the daemon starts its
+        bridge and API there), ``before_stop`` before it stops (whether or not it started)."""
         stop = stop or asyncio.Event()
         try:
             with trading_gc(), thread_switch():  # the recorder writes from a thread of its own
-                await self.start()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=duration_s)
+                try:
+                    await self.start()
+                    if after_start is not None:
+                        await after_start(self)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=duration_s)
+                finally:
+                    if before_stop is not None:
+                        await before_stop(self)
         finally:
             summary = await self.stop()
         return SessionResult(self.node.run_dir or Path("."), summary, self.node, self.reconciled)

@@ -16,13 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Section, load_json, read_json, refuse_secrets, resolve_path, suggestion, unknown_field
+from engine.daemon.config import LOG_LEVELS, DaemonSettings, parse_daemon
 from engine.errors import ConfigError
+from engine.logs import get_logger
+from engine.messages import STRATEGY_INITIALIZATION_FAILED
 from engine.reconcile import POLICIES, ReconcilePolicy
 from engine.risk import RiskLimits
 from engine.strategy import Strategy
 from engine.strategy_params import ParamError
 
 INVALID_BOOK_POLICIES = ("cancel", "keep")
+
+
+def _init_failed(strategy_id: str, path: str, reason: str) -> None:
+    # strategies.log (and errors.log) say it in the guide's words before the run stops
+    get_logger("strategies").error(
+        "%s strategy_id: %s (%s): %s", STRATEGY_INITIALIZATION_FAILED, strategy_id, path, reason
+    )
 
 
 @dataclass
@@ -36,16 +46,24 @@ class StrategySpec:
     #: ``cancel``/``keep`` the strategy's resting orders when its book turns invalid (None: the
     #: strategy class's own ``invalid_book``)
     invalid_book: str | None = None
+    #: the strategy's log level (``log_level`` of a strategy file; None: the process's)
+    log_level: str | None = None
+    #: the strategy file's ``risk_limits`` (partial overrides of the run's ``risk``, validated)
+    risk_limits: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> Strategy:
         try:
             strategy = self.cls(self.strategy_id, self.venue, self.symbols, self.params)
         except ParamError as exc:
+            _init_failed(self.strategy_id, self.path, str(exc))
             raise ConfigError(self.path, str(exc)) from None
         except (ValueError, TypeError, KeyError) as exc:
-            raise ConfigError(self.path, f"Strategy initialization failed: {exc}") from None
+            _init_failed(self.strategy_id, self.path, str(exc))
+            raise ConfigError(self.path, f"{STRATEGY_INITIALIZATION_FAILED}: {exc}") from None
         if self.invalid_book is not None:
             strategy.invalid_book = self.invalid_book
+        if self.log_level is not None:
+            strategy.set_log_level(self.log_level)
         return strategy
 
 
@@ -80,6 +98,8 @@ class RunSpec:
     #: a line per order in ``orders.log`` (``output.log_orders``): on by default in paper and live
     #: trading, off in backtests, whose event log holds every order (a line costs tens of µs)
     log_orders: bool = True
+    #: the long-lived service's settings (``daemon`` section; defaults when absent)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
 
 
 def code_spec(
@@ -111,7 +131,18 @@ def code_spec(
     )
 
 
-_STRATEGY_KEYS = {"strategy_id", "class", "venue", "symbols", "params", "description", "invalid_book"}
+_STRATEGY_KEYS = {
+    "strategy_id",
+    "class",
+    "venue",
+    "symbols",
+    "params",
+    "parameters",
+    "description",
+    "invalid_book",
+    "log_level",
+    "risk_limits",
+}
 
 
 def load_strategy(path: Path | str, entry: Any = None, where: str = "") -> StrategySpec:
@@ -131,20 +162,44 @@ def load_strategy(path: Path | str, entry: Any = None, where: str = "") -> Strat
         raise s.fail("class", f"cannot import {target!r}: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise s.fail("class", f"{target!r} is not a Strategy subclass")
-    params = s.raw("params", {})
+    # ``parameters`` is the operator guide's name (``GET /strategies/{id}`` shows ``.config.parameters``)
+    if s.has("params") and s.has("parameters"):
+        raise s.fail("parameters", "give either 'params' or 'parameters', not both")
+    pkey = "parameters" if s.has("parameters") else "params"
+    params = s.raw(pkey, {})
     if not isinstance(params, dict):
-        raise s.fail("params", "must be an object")
+        raise s.fail(pkey, "must be an object")
     schema = getattr(cls, "params_schema", None)
     if schema is not None:
         try:
             schema.parse(params)
         except ParamError as exc:
-            raise s.fail(f"params.{exc.field}" if exc.field else "params", exc.reason) from None
+            raise s.fail(f"{pkey}.{exc.field}" if exc.field else pkey, exc.reason) from None
+    log_level = s.str("log_level").upper() if s.has("log_level") else None
+    if log_level is not None and log_level not in LOG_LEVELS:
+        raise s.fail("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {s.data['log_level']!r}")
+    risk_limits: dict[str, Any] = {}
+    if s.has("risk_limits"):
+        prefix = f"{where}." if where else ""
+        try:
+            risk_limits = RiskLimits.parse_updates(s.raw("risk_limits"), file)
+        except ConfigError as exc:  # "risk.<field>: ..." -> "<where>.risk_limits.<field>: ..."
+            raise ConfigError(file, prefix + exc.reason.replace("risk", "risk_limits", 1)) from None
     policy = s.str("invalid_book") if s.has("invalid_book") else None
     if policy is not None and policy not in INVALID_BOOK_POLICIES:
         raise s.fail("invalid_book", f"must be one of {', '.join(INVALID_BOOK_POLICIES)}, got {policy!r}")
     spec_path = f"{file}#{where}" if where else file
-    return StrategySpec(s.str("strategy_id"), cls, s.str("venue"), s.str_list("symbols"), params, spec_path, policy)
+    return StrategySpec(
+        s.str("strategy_id"),
+        cls,
+        s.str("venue"),
+        s.str_list("symbols"),
+        params,
+        spec_path,
+        policy,
+        log_level,
+        risk_limits,
+    )
 
 
 def parse_time(value: Any, s: Section, key: str) -> int | None:
@@ -213,13 +268,17 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
         sec = Section(assets, where, f"balances.{venue}")
         balances[venue] = {a: sec.number(a, minimum=0) for a in assets}
     risk = RiskLimits.from_dict(root.raw("risk", {}), where)
-    strategy_risk: dict[str, Any] = {}
+    # a strategy file's own risk_limits first; the run config's strategy_risk overrides them
+    strategy_risk: dict[str, Any] = {st.strategy_id: dict(st.risk_limits) for st in strategies if st.risk_limits}
     srisk = root.section("strategy_risk")
     for sid, limits in srisk.data.items():
         if sid not in ids:
             raise srisk.fail(sid, unknown_field(sid, ids, "strategy id"))
         # partial overrides: fields a strategy leaves out follow the global limits
-        strategy_risk[sid] = RiskLimits.parse_updates(limits, f"{where}#strategy_risk.{sid}")
+        strategy_risk[sid] = {
+            **strategy_risk.get(sid, {}),
+            **RiskLimits.parse_updates(limits, f"{where}#strategy_risk.{sid}"),
+        }
     sim = root.section("sim")
     _check_sim(sim, venues)
     out = root.section("output")
@@ -260,6 +319,7 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
         live=live,
         live_cancel_on_stop=cancel_on_stop,
         log_orders=out.bool("log_orders", mode != "backtest"),
+        daemon=parse_daemon(root.raw("daemon", None), where, base),
     )
 
 
@@ -279,6 +339,7 @@ _TOP_KEYS = {
     "exchange",
     "exchanges",
     "live",
+    "daemon",
 }
 
 

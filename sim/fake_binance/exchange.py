@@ -256,7 +256,7 @@ class Exchange:
             raise E.mandatory("type")
         if typ in _TYPES_UNSUPPORTED:
             raise E.new_order_rejected(_TYPES_UNSUPPORTED[typ])
-        if typ not in ("LIMIT", "LIMIT_MAKER", "MARKET"):
+        if typ not in ("LIMIT", "LIMIT_MAKER", "MARKET") or typ not in spec.order_types:
             raise BinanceError(-1116, "Invalid orderType.")
         tif = params.get("timeInForce")
         price = qty = quote_qty = 0

@@ -42,6 +42,8 @@ class SymbolSpec:
     apply_min_to_market: bool = True
     apply_max_to_market: bool = False
     max_num_orders: int = 200
+    #: exchangeInfo ``orderTypes``: a type not listed is refused with -1116 ``Invalid orderType.``
+    order_types: tuple[str, ...] = ("LIMIT", "LIMIT_MAKER", "MARKET")
 
     def filters(self) -> list[dict]:
         return [
@@ -85,7 +87,7 @@ class SymbolSpec:
             "quoteAssetPrecision": 8,
             "baseCommissionPrecision": 8,
             "quoteCommissionPrecision": 8,
-            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+            "orderTypes": list(self.order_types),
             "icebergAllowed": False,
             "ocoAllowed": False,
             "otoAllowed": False,

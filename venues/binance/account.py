@@ -109,6 +109,18 @@ class BinanceAccount:
             )
         return fills
 
+    async def query_order(self, symbol: str, client_order_id: str) -> VenueOrder | None:
+        """One order as the venue knows it (``GET /api/v3/order``); None when it does not know it
+        (the operator API's reconcile)."""
+        f = self.filters[symbol]
+        try:
+            m = await self.rest.query_order(f.wire, client_order_id)
+        except BinanceApiError as exc:
+            if exc.code == NO_SUCH_ORDER:
+                return None
+            raise
+        return venue_order(m, symbol)
+
     async def cancel(self, order: VenueOrder) -> bool:
         f = self.filters[order.symbol]
         try:

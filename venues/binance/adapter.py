@@ -25,6 +25,7 @@ from venues.binance.account import BinanceAccount
 from venues.binance.capture import BinanceCapture
 from venues.binance.config import BinanceConfig, Credentials, load_config
 from venues.binance.decode import BookTop
+from venues.binance.errors import BAD_SYMBOL, BinanceApiError
 from venues.binance.execution import BinanceExecutionClient
 from venues.binance.feed import BinanceMarketData
 from venues.binance.filters import SymbolFilters, parse_filters, to_instrument
@@ -93,7 +94,17 @@ class BinanceAdapter:
         wanted = list(symbols) if symbols else list(self.config.symbols)
         await self.rest.start()
         await self.rest.sync_time()
-        info = await self.rest.exchange_info([to_wire(s) for s in wanted])
+        try:
+            info = await self.rest.exchange_info([to_wire(s) for s in wanted])
+        except BinanceApiError as exc:
+            if exc.code != BAD_SYMBOL:
+                raise
+            # Binance answers a list naming an unknown symbol with -1121 and no symbols at all
+            self.log.error(f"Symbol not found on binance: one of {', '.join(wanted)} ({exc.msg})")
+            raise ConfigError(
+                self.config.path or "config/exchanges/binance.json",
+                f"Symbol not found on binance: one of {', '.join(wanted)}",
+            ) from None
         fees = self.config.fees
         for s in info.symbols:
             f = parse_filters(s)
@@ -102,6 +113,7 @@ class BinanceAdapter:
                 self.instruments[f.symbol] = to_instrument(f, fees.maker, fees.taker)
         missing = [s for s in wanted if s not in self.filters]
         if missing:
+            self.log.error(f"Symbol not found on binance: {', '.join(missing)} (not in exchangeInfo)")
             raise ConfigError(
                 self.config.path or "config/exchanges/binance.json",
                 f"Symbol not found on binance: {', '.join(missing)}",

@@ -19,6 +19,7 @@ TIMEOUT = -1007
 INVALID_MESSAGE = -1013
 INVALID_TIMESTAMP = -1021
 INVALID_SIGNATURE = -1022
+INVALID_ORDER_TYPE_CODE = -1116
 BAD_SYMBOL = -1121
 NEW_ORDER_REJECTED = -2010
 CANCEL_REJECTED = -2011
@@ -30,6 +31,7 @@ RATE_LIMIT_EXCEEDED = "Rate limit exceeded"
 INVALID_SIGNATURE_TEXT = "Invalid signature"
 INSUFFICIENT_BALANCE = "Insufficient balance"
 SYMBOL_NOT_FOUND = "Symbol not found"
+INVALID_ORDER_TYPE = "Invalid order type"
 ORDER_DOES_NOT_EXIST = "Order does not exist"
 UNKNOWN_ORDER = "Unknown order"
 INVALID_API_KEY = "Invalid API key"
@@ -55,6 +57,8 @@ def guide_reason(code: int, msg: str) -> str:
         return text or "Order rejected"
     if code == BAD_SYMBOL:
         return SYMBOL_NOT_FOUND
+    if code == INVALID_ORDER_TYPE_CODE:
+        return INVALID_ORDER_TYPE
     if code == INVALID_MESSAGE:
         return text or "Filter failure"
     if code == CANCEL_REJECTED:

@@ -32,6 +32,7 @@ from typing import Any
 from engine import events as ev
 from engine.events import ExecReport, Incident
 from engine.logs import get_logger, info_later
+from engine.messages import FILL_NOT_FOUND_FOR_ORDER
 from engine.model import Instrument, OrderType, Side, TimeInForce
 from engine.orders import Order
 from engine.venue import ExecSink
@@ -40,6 +41,8 @@ from venues.binance.config import BinanceConfig
 from venues.binance.errors import (
     BAD_SYMBOL,
     INVALID_MESSAGE,
+    INVALID_ORDER_TYPE,
+    INVALID_ORDER_TYPE_CODE,
     NO_SUCH_ORDER,
     SYMBOL_NOT_FOUND,
     BinanceApiError,
@@ -83,6 +86,10 @@ _OPEN_STATES = frozenset({"", "NEW", "PARTIALLY_FILLED", "PENDING_NEW"})
 _EXPIRED_STATES = frozenset({"EXPIRED", "EXPIRED_IN_MATCH"})
 #: a request already on the wire: (WS API method, request id, answer future) or a REST request
 _Sent = tuple[str, str, "asyncio.Future[dec.WsApiMessage]"] | PendingRequest | None
+
+
+class _TypeRefused(ValueError):
+    """The symbol does not take this order type (``Invalid order type``)."""
 
 
 class _Track:
@@ -186,7 +193,12 @@ class BinanceExecutionClient:
         if reason:
             self._reject_soon(order, reason, INVALID_MESSAGE)
             return
-        sent = self._write_new(order, f)
+        try:
+            sent = self._write_new(order, f)
+        except _TypeRefused as exc:  # only ever from a template's first build (_new_template)
+            self.log.warning(f"{INVALID_ORDER_TYPE}: client_order_id={cid} {exc}")
+            self._reject_soon(order, INVALID_ORDER_TYPE, INVALID_ORDER_TYPE_CODE)
+            return
         # answers and reports are read in later loop iterations: the order is on the wire first
         track = _Track(cid, order.symbol, f.wire, order, order.price, order.qty)
         track.sending = True
@@ -310,7 +322,12 @@ class BinanceExecutionClient:
         key = (f.wire, order.side, id(order.order_type), id(order.tif), order.post_only)
         tpl = self._templates.get(key)
         if tpl is None or self._creds() is not self._templates_for:
-            tpl = self._template(key, self._order_shape(order, f))
+            shape = self._order_shape(order, f)
+            # checked once per template, not per order: a template exists only for a type the
+            # symbol takes (exchangeInfo ``orderTypes``; empty: not listed, Binance decides)
+            if f.order_types and shape["type"] not in f.order_types:
+                raise _TypeRefused(f"binance {f.symbol} takes {', '.join(f.order_types)}, not {shape['type']}")
+            tpl = self._template(key, shape)
         return tpl
 
     def _cancel_template(self, wire: str) -> SignedTemplate:
@@ -628,6 +645,11 @@ class BinanceExecutionClient:
                         price = parse_fixed(m.last_price)
                     else:  # earlier trades were missed: the rest at the average price
                         price = self._avg_price(parse_fixed(m.cum_quote) - track.cum_quote, new)
+                        self.log.warning(
+                            f"{FILL_NOT_FOUND_FOR_ORDER} {cid}: trade {m.trade_id} brings the filled quantity "
+                            f"to {m.cum_qty}, fills received {format_fixed(track.cum)}; booking the missing "
+                            f"{format_fixed(new)} at the average price"
+                        )
                     self._fill(
                         track,
                         price,
@@ -667,7 +689,12 @@ class BinanceExecutionClient:
         fee = 0.0
         if inst is not None:  # the real commission is unknown here; book the taker rate
             fee = price / 1e8 * new / 1e8 * inst.taker_fee
-        self.log.info(f"fill of {track.cid} learned from the order state (qty {new}); fee estimated at the taker rate")
+        # the order's state says more was filled than the fills we were told of: a missed report
+        self.log.warning(
+            f"{FILL_NOT_FOUND_FOR_ORDER} {track.cid}: binance reports filled {format_fixed(cum)}, fills received "
+            f"{format_fixed(track.cum)}; booking the missing {format_fixed(new)} from the order state "
+            "(fee estimated at the taker rate)"
+        )
         inst_quote = inst.quote if inst is not None else ""
         self._fill(
             track,
@@ -853,7 +880,11 @@ class BinanceDryRun:
             return
         if check_order(f, order.order_type, order.price, order.qty):
             return
-        self._prepare("order.place", "POST", c._new_template(order, f), _new_values(order, f), W_ORDER_NEW, 1)
+        try:
+            tpl = c._new_template(order, f)
+        except _TypeRefused:
+            return
+        self._prepare("order.place", "POST", tpl, _new_values(order, f), W_ORDER_NEW, 1)
 
     def cancel_order(self, order: Order) -> None:
         c = self.client

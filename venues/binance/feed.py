@@ -351,7 +351,7 @@ class BinanceMarketData:
                 # the error says why in the guide's words ("Order book snapshot timeout", "Exchange
                 # outage", "Rate limit exceeded"); through an outage, one line a minute
                 self.md_summary.warning(
-                    f"snapshot {symbol}", f"binance {symbol} snapshot not loaded: {exc}; retrying in {delay:.1f}s"
+                    f"snapshot {symbol}", f"{exc}; binance {symbol} snapshot not loaded, retrying in {delay:.1f}s"
                 )
                 await asyncio.sleep(delay)
                 continue

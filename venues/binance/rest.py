@@ -551,6 +551,12 @@ class BinanceRest:
             v = headers.get(header)
             if v is not None and v.isdigit():
                 self.limiter.observe("orders", name, int(v))
+        # an API retirement announced on the wire (RFC 9745 Deprecation, RFC 8594 Sunset) is passed
+        # to exchanges.log, where the guide looks for it (grep -i "deprecat", §8.4)
+        get = headers.get
+        notice = get("Deprecation") or get("deprecation") or get("Sunset") or get("sunset")
+        if notice is not None:
+            self.summary.warning("deprecation", f"binance API deprecation notice (Deprecation/Sunset header): {notice}")
 
     # --- endpoints -----------------------------------------------------------------------------
     async def server_time(self) -> int:

@@ -126,5 +126,10 @@ class BinanceUserStream:
         elif t is EventStreamTerminatedMsg:
             self.terminations += 1
             self.subscribed.clear()
-            self.log.warning("binance user data stream terminated (eventStreamTerminated); resubscribing")
+            # the guide's "listen key expired" (§8.1) is this event's predecessor: Binance retired
+            # listen keys on 2026-02-20; the phrase stays in the line for the guide's grep
+            self.log.warning(
+                "binance user data stream terminated (eventStreamTerminated, formerly listen key expired); "
+                "resubscribing"
+            )
             self._schedule_subscribe()

@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from engine.logs import get_logger
+from engine.logs import get_logger, install_loop_exception_handler
 
 T = TypeVar("T")
 
@@ -52,6 +52,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     else:
         loop = asyncio.new_event_loop()
+    install_loop_exception_handler(loop)
     loop.run_until_complete(check_write_batching(loop))
     return loop
 

@@ -30,6 +30,7 @@ from websockets.client import ClientProtocol
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import State
 
+from engine.messages import HEARTBEAT_TIMEOUT, WEBSOCKET_CONNECTION_CLOSED
 from venues.common.backoff import ReconnectPolicy
 from venues.common.loop import batches_writes, queued_sends
 
@@ -38,6 +39,8 @@ try:
 except ImportError:  # the C extension is optional in websockets
     from websockets.utils import apply_mask
 
+#: the close reason websockets gives when a ping's pong does not come back in time
+_KEEPALIVE_TIMEOUT = "keepalive ping timeout"
 _PACK_H = struct.Struct("!BBH").pack
 _PACK_Q = struct.Struct("!BBQ").pack
 
@@ -521,12 +524,19 @@ class ReconnectingWebSocket:
             self._connected_at = time.monotonic()
             self.last_recv_mono = self._connected_at
             self._got_message = False
-            self.log.info(f"WebSocket connected: {self.name} (connection {self.connects})")
+            again = ", reconnected" if self.connects > 1 else ""
+            self.log.info(f"WebSocket connected: {self.name} (connection {self.connects}{again})")
             reason = await self._serve(ws)
             self.ws = None
             self.live = None
             self.connected.clear()
-            self.log.warning(f"WebSocket connection closed: {self.name}: {reason}")
+            if _KEEPALIVE_TIMEOUT in reason:
+                # websockets closes with 1011 when our ping's pong does not come back in time
+                self.log.warning(f"{HEARTBEAT_TIMEOUT}: {self.name}: no pong within {s.ping_timeout_s}s")
+            if self._stopping:  # our own stop: no drop to count
+                self.log.info(f"{WEBSOCKET_CONNECTION_CLOSED}: {self.name}: {reason} (stopping)")
+            else:  # lower-case "disconnect" too: the guide counts drops with grep "disconnect" (§10.2)
+                self.log.warning(f"{WEBSOCKET_CONNECTION_CLOSED}: {self.name}: {reason} (disconnect)")
             if self._on_close is not None:
                 try:
                     self._on_close(reason)
@@ -598,7 +608,9 @@ class ReconnectingWebSocket:
                 except Exception:
                     self.log.exception(f"{self.name}: tick handler failed")
             if s.max_silence_s is not None and now - self.last_recv_mono > s.max_silence_s:
-                self.log.warning(f"{self.name}: no data for {now - self.last_recv_mono:.1f}s, reconnecting")
+                self.log.warning(
+                    f"{HEARTBEAT_TIMEOUT}: {self.name}: no data for {now - self.last_recv_mono:.1f}s, reconnecting"
+                )
                 self.policy.immediate()
                 await ws.close(1000, "silent")
                 return
