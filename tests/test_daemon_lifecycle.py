@@ -208,3 +208,29 @@ def test_production_config_runs_the_strategy_files_with_a_daemon_section() -> No
     assert mm.path.endswith("config/strategies/market_maker_binance.json") and mm.params["order_size"] > 0
     assert spec.strategy_risk[mm.strategy_id] == {"max_position_usd": 25000.0, "max_order_size_usd": 5000.0}
     assert '"heartbeat": {' in (REPO / "config" / "production.json").read_text()  # guide §10.2 greps for it
+
+
+@needs_capture
+def test_heartbeat_and_latency_lines_come_from_the_daemon_section(tmp_path: Path) -> None:
+    # §10.2 greps production.json for "heartbeat"; §5.1 averages "latency_us" lines from the logs
+    cfg = paper_config(tmp_path, heartbeat={"interval_s": 7, "timeout_s": 9}, latency_log_interval_s=1)
+    d = start_daemon(tmp_path, cfg)
+    try:
+        assert "heartbeat venue=binance ping_interval_s=7.0 ping_timeout_s=9.0" in d.log()
+        wait_until(lambda: "latency_us: " in d.log("market_data"), 60, "a market-data latency line", d)
+        wait_until(lambda: "order latency stage=tick_to_order" in d.log("orders"), 60, "an order latency line", d)
+        avg = subprocess.run(
+            ["bash", "-c", f"grep latency_us {d.log_dir}/market_data.log | tail -1000 | "
+             "awk '{sum+=$NF; count++} END {print sum/count}'"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert float(avg) > 0
+    finally:
+        code = d.stop()
+    assert code == 0, d.stderr()
+
+
+def test_heartbeat_settings_are_checked(tmp_path: Path) -> None:
+    cfg = paper_config(tmp_path, heartbeat={"interval_s": 0})
+    got = run_hft("paper", str(cfg), "--log-dir", str(tmp_path / "logs"), "--pid-file", str(tmp_path / "pid"))
+    assert got.returncode != 0 and "daemon.heartbeat.interval_s" in got.stderr

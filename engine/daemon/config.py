@@ -74,8 +74,12 @@ class DaemonSettings:
     #: None: ``<run directory>/archive``
     archive_dir: Path | None = None
     memory: MemorySettings = field(default_factory=MemorySettings)
-    heartbeat_interval_s: float = 20.0
-    heartbeat_timeout_s: float = 20.0
+    #: every venue connection's ping interval and pong timeout (guide §10.2 "heartbeat"), over the
+    #: exchange files' ``websocket.ping_*``; None: each exchange file's own
+    heartbeat_interval_s: float | None = None
+    heartbeat_timeout_s: float | None = None
+    #: a ``latency_us`` line per stage in the component logs every this many seconds (guide §5.1)
+    latency_log_interval_s: float = 10.0
     #: the section was in the config (else these are the defaults)
     present: bool = False
 
@@ -90,6 +94,7 @@ _KEYS = {
     "archive_dir",
     "memory_management",
     "heartbeat",
+    "latency_log_interval_s",
 }
 _API_KEYS = {"host", "port", "auth_reads", "keys_env", "max_clock_skew_ms", "read_cache_ms", "nice"}
 _MEM_KEYS = {
@@ -175,8 +180,9 @@ def parse_daemon(raw: Any, path: str, base: Path) -> DaemonSettings:
         heap_dump_dir=Path(d.str("heap_dump_dir", DEFAULT_HEAP_DIR)),
         archive_dir=resolve_path(d.str("archive_dir"), base) if d.has("archive_dir") else None,
         memory=memory,
-        heartbeat_interval_s=hb.number("interval_s", 20.0, positive=True),
-        heartbeat_timeout_s=hb.number("timeout_s", 20.0, positive=True),
+        heartbeat_interval_s=hb.number("interval_s", 20.0, positive=True) if hb.has("interval_s") else None,
+        heartbeat_timeout_s=hb.number("timeout_s", 20.0, positive=True) if hb.has("timeout_s") else None,
+        latency_log_interval_s=d.number("latency_log_interval_s", 10.0, positive=True),
         present=True,
     )
 

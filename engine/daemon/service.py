@@ -47,6 +47,7 @@ from engine.daemon.ops import Ops
 from engine.daemon.startup_log import enable_crash_log, record_startup_failure
 from engine.daemon.telemetry import Telemetry
 from engine.errors import ConfigError, HftError
+from engine.latency_log import LatencyLog
 from engine.logs import flush_logs, get_logger
 
 _log = get_logger("system")
@@ -143,6 +144,29 @@ def remove_pid_file(path: Path) -> None:
                 path.unlink()
             except PermissionError:  # a directory we may not write in: leave it empty
                 path.write_text("")
+
+
+def apply_heartbeat(adapters: dict[str, Any], settings: DaemonSettings) -> None:
+    """``daemon.heartbeat`` over each venue's own ping settings, before any connection opens (the
+    feeds and order-entry sockets read them when they connect)."""
+    interval, timeout = settings.heartbeat_interval_s, settings.heartbeat_timeout_s
+    if interval is None and timeout is None:
+        return
+    for venue, adapter in adapters.items():
+        config = getattr(adapter, "config", None)
+        if config is None or not hasattr(config, "ping_interval_s"):
+            _log.warning("daemon.heartbeat: venue %s has no ping settings to apply it to", venue)
+            continue
+        changes = {}
+        if interval is not None:
+            changes["ping_interval_s"] = interval
+        if timeout is not None:
+            changes["ping_timeout_s"] = timeout
+        adapter.config = replace(config, **changes)
+        _log.info(
+            "heartbeat venue=%s ping_interval_s=%s ping_timeout_s=%s",
+            venue, adapter.config.ping_interval_s, adapter.config.ping_timeout_s,
+        )  # fmt: skip
 
 
 # --- the API process -------------------------------------------------------------------------------
@@ -250,6 +274,7 @@ class Daemon:
         self.ops: Ops | None = None
         self.session: Any = None
         self.stop_event: asyncio.Event | None = None
+        self._latency_lines: asyncio.Task[None] | None = None
         self.version = ""
 
     # --- run ------------------------------------------------------------------------------------
@@ -310,6 +335,7 @@ class Daemon:
             flush_logs()
             raise
         self.session = session
+        apply_heartbeat(session.node.adapters, self.settings)
         session.md_ring = self.telemetry.market_data
         self.telemetry.attach(session.node.engine)
         return await session.run(stop, duration, after_start=self._after_start, before_stop=self._before_stop)
@@ -336,6 +362,7 @@ class Daemon:
         await self.bridge.start()
         self.telemetry.start(loop)
         self.memory.start(loop)
+        self._latency_lines = loop.create_task(LatencyLog(self.telemetry.rings).run(s.latency_log_interval_s))
         assert self.sock is not None
         self.api = ApiProcess(self.sock, self.bridge_path, self.config_path, nice=s.api.nice)
         self.telemetry.extra.append(self.api.samples)
@@ -361,6 +388,10 @@ class Daemon:
             await self.bridge.close()
         if self.memory is not None:
             await self.memory.stop()
+        if self._latency_lines is not None:
+            self._latency_lines.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._latency_lines
         await self.telemetry.stop()
 
     def _write_info(self, session: Any) -> None:
