@@ -144,6 +144,8 @@ class OrderManager:
         #: then leaves it (the event log keeps its whole life): a session of days would otherwise
         #: hold every order it ever sent
         self.retain_closed_ns = RETAIN_CLOSED_NS
+        #: given closed orders as they leave memory (the daemon archives them: none is lost)
+        self.on_evict: Callable[[list[Order]], None] | None = None
         self._closed: deque[tuple[int, str]] = deque()  # (closed at, client id), oldest first
         self.filled_orders = 0  # orders with at least one fill
         self.rejected = 0  # orders rejected, locally or by the venue
@@ -483,11 +485,17 @@ class OrderManager:
         closed.append((now, order.client_order_id))
         cutoff = now - self.retain_closed_ns
         orders = self.orders
+        if closed[0][0] >= cutoff:
+            return
+        evicted: list[Order] = []
         while closed[0][0] < cutoff:
             cid = closed.popleft()[1]
             o = orders.get(cid)
             if o is not None and o.status.is_terminal:
                 del orders[cid]
+                evicted.append(o)
+        if evicted and self.on_evict is not None:
+            self.on_evict(evicted)
 
     def _on_fill(self, order: Order, r: ExecReport, now: int) -> None:
         inst = self.instruments[(order.venue, order.symbol)]

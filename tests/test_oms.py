@@ -221,3 +221,34 @@ def test_an_orders_rows_are_built_after_it_reached_the_venue_and_numbered_before
     assert risk[second.client_order_id] < seq[(second.client_order_id, "submit")]
     every = sorted(r["seq"] for table in tables.values() for r in table)
     assert len(set(every)) == len(every)  # one numbering across the tables, no seq used twice
+
+
+def test_orders_that_leave_memory_go_to_the_daemons_archive_file(tmp_path):
+    """In the daemon an order leaves memory only into a file: the order manager hands every order
+    it evicts to ``on_evict``, and ``EvictionArchive`` writes each one, once, as JSON."""
+    import json
+
+    from engine.daemon.archive import EvictionArchive
+
+    archives: list[EvictionArchive] = []
+
+    class Archived(EveryTick):
+        def on_start(self) -> None:
+            archive = EvictionArchive(self.engine.oms, tmp_path / "archive")
+            self.engine.oms.on_evict = archive.add
+            archives.append(archive)
+            super().on_start()
+
+    res = run(_top_moves(180), Archived, {})
+    s = res.engine.strategies["s1"]
+    oms = res.engine.oms
+    (archive,) = archives
+    evicted = [o.client_order_id for o in archive.pending]
+    assert evicted and len(evicted) == len(set(evicted))
+    assert sorted(evicted + list(oms.orders)) == sorted(o.client_order_id for o in s.sent)  # none lost
+    assert archive.flush() == len(evicted) and archive.pending == []
+    (path,) = (tmp_path / "archive").glob("orders_evicted_*.jsonl")
+    docs = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [d["order_id"] for d in docs] == evicted
+    assert all(d["status"] in ("filled", "expired", "cancelled", "rejected") for d in docs)
+    assert archive.flush() == 0  # nothing twice

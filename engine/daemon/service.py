@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.daemon import heap
+from engine.daemon.archive import EvictionArchive
 from engine.daemon.bridge import BridgeServer, OpError
 from engine.daemon.config import DaemonSettings
 from engine.daemon.memory import MemoryWatch
@@ -49,6 +50,7 @@ from engine.daemon.telemetry import Telemetry
 from engine.errors import ConfigError, HftError
 from engine.latency_log import LatencyLog
 from engine.logs import flush_logs, get_logger
+from engine.oms import RETAIN_CLOSED_NS
 
 _log = get_logger("system")
 API_RESTART_MIN_S = 2.0
@@ -275,6 +277,8 @@ class Daemon:
         self.session: Any = None
         self.stop_event: asyncio.Event | None = None
         self._latency_lines: asyncio.Task[None] | None = None
+        self._evict_task: asyncio.Task[None] | None = None
+        self.evictions: EvictionArchive | None = None
         self.version = ""
 
     # --- run ------------------------------------------------------------------------------------
@@ -363,6 +367,12 @@ class Daemon:
         self.telemetry.start(loop)
         self.memory.start(loop)
         self._latency_lines = loop.create_task(LatencyLog(self.telemetry.rings).run(s.latency_log_interval_s))
+        # closed orders stay queryable for order_archive_after_hours, then leave memory into a file
+        oms = engine.oms
+        self.evictions = EvictionArchive(oms, s.archive_dir)
+        oms.retain_closed_ns = max(RETAIN_CLOSED_NS, int(s.memory.order_archive_after_hours * 3600e9))
+        oms.on_evict = self.evictions.add
+        self._evict_task = loop.create_task(self.evictions.run())
         assert self.sock is not None
         self.api = ApiProcess(self.sock, self.bridge_path, self.config_path, nice=s.api.nice)
         self.telemetry.extra.append(self.api.samples)
@@ -388,6 +398,10 @@ class Daemon:
             await self.bridge.close()
         if self.memory is not None:
             await self.memory.stop()
+        if self._evict_task is not None:
+            self._evict_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._evict_task
         if self._latency_lines is not None:
             self._latency_lines.cancel()
             with contextlib.suppress(asyncio.CancelledError):
