@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -170,6 +171,29 @@ class Daemon:
     # -- its bridge
 
     def call(self, op: str, **args: Any) -> Any:
+        """The contract's op ``op`` as an operator makes it: a signed HTTP request to its route
+        (``OPS_HTTP``); the answer's JSON, or ``ApiError`` with the status and the error. ``metrics``
+        is read from ``/metrics`` (Prometheus text) into the snapshot's shape (``metric``)."""
+        method, template, body_keys = OPS_HTTP[op]
+        path_args = {k: urllib.parse.quote(str(v), safe="") for k, v in args.items() if "{" + k + "}" in template}
+        path = "/api/v1" + template.format(**path_args) if template != "/metrics" else template
+        rest = {k: v for k, v in args.items() if k not in path_args}
+        body: Any = None
+        if body_keys == "body":
+            body = rest.pop("body")
+        elif body_keys:
+            body = {k: rest.pop(k) for k in body_keys if k in rest}
+        query = {k: v for k, v in rest.items() if v is not None}
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        r = self.signed(method, path, body)
+        if r.status >= 400:
+            doc = r.json if r.body.startswith(b"{") else {"error": r.text}
+            raise ApiError(r.status, doc.get("error", ""), doc.get("field"))
+        return _prometheus_samples(r.text) if op == "metrics" else r.json
+
+    def bridge_call(self, op: str, **args: Any) -> Any:
+        """The op straight over the bridge (the bridge's own tests)."""
         return call_sync(self.bridge, op, args, timeout=30)
 
     # -- its HTTP API
@@ -338,6 +362,62 @@ def paper_config(tmp: Path, *, strategy: dict[str, Any] = GUIDE_MM, **daemon: An
     path = tmp / "paper.json"
     path.write_text(json.dumps(cfg, indent=1))
     return path
+
+
+class ApiError(Exception):
+    """A 4xx/5xx answer of the daemon's API: its status, error text and the field it names."""
+
+    def __init__(self, status: int, error: str, field: str | None = None) -> None:
+        super().__init__(f"{status} {error}")
+        self.status = status
+        self.error = error
+        self.field = field
+
+
+#: op -> (method, route under /api/v1, what goes in the JSON body: "body" = the ``body`` argument,
+#: a tuple = those arguments, () = none; the rest are path or query parameters). Written here, not
+#: taken from engine.daemon.api.routes: the tests check the routes, they do not share them.
+OPS_HTTP: dict[str, tuple[str, str, Any]] = {
+    "status": ("GET", "/status", ()),
+    "metrics": ("GET", "/metrics", ()),
+    "config_set": ("POST", "/config", ("trading_enabled",)),
+    "config_reload": ("POST", "/config/reload", ()),
+    "exchange_reconnect": ("POST", "/exchanges/{exchange}/reconnect", ()),
+    "orderbook": ("GET", "/marketdata/orderbook/{exchange}/{symbol}", ()),
+    "ticker": ("GET", "/marketdata/ticker/{exchange}/{symbol}", ()),
+    "snapshot": ("POST", "/marketdata/snapshot/{exchange}/{symbol}", ()),
+    "strategies": ("GET", "/strategies", ()),
+    "strategy": ("GET", "/strategies/{strategy_id}", ()),
+    "strategy_start": ("POST", "/strategies/{strategy_id}/start", ()),
+    "strategy_stop": ("POST", "/strategies/{strategy_id}/stop", ()),
+    "strategy_config": ("PUT", "/strategies/{strategy_id}/config", "body"),
+    "orders": ("GET", "/orders", ()),
+    "order": ("GET", "/orders/{order_id}", ()),
+    "order_cancel": ("DELETE", "/orders/{order_id}", ()),
+    "order_reconcile": ("POST", "/orders/{order_id}/reconcile", ()),
+    "orders_archive": ("POST", "/orders/archive", ("older_than_hours",)),
+    "positions": ("GET", "/positions", ()),
+    "risk_summary": ("GET", "/risk/summary", ()),
+    "risk_limits": ("POST", "/risk/limits", "body"),
+    "risk_violations": ("GET", "/risk/violations", ()),
+    "component_restart": ("POST", "/components/{component}/restart", ()),
+    "incidents": ("GET", "/incidents", ()),
+}
+
+
+def _prometheus_samples(text: str) -> dict[str, Any]:
+    """Prometheus text as the metrics snapshot's ``samples`` (a histogram's ``count``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples: list[dict[str, Any]] = []
+    for family in text_string_to_metric_families(text):
+        for smp in family.samples:
+            if family.type == "histogram":
+                if smp.name.endswith("_count"):
+                    samples.append({"name": family.name, "labels": dict(smp.labels), "count": smp.value})
+                continue
+            samples.append({"name": smp.name, "labels": dict(smp.labels), "value": smp.value})
+    return {"samples": samples}
 
 
 def metric(snapshot: dict, name: str, **labels: str) -> float:

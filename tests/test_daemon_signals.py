@@ -11,9 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_process import CAPTURE, FAST_MM, fake_binance, metric, paper_config, start_daemon, wait_until
-
-from engine.daemon.bridge import BridgeError
+from daemon_process import CAPTURE, FAST_MM, ApiError, fake_binance, metric, paper_config, start_daemon, wait_until
 
 pytestmark = pytest.mark.skipif(not CAPTURE.exists(), reason=f"capture not found at {CAPTURE}")
 
@@ -53,7 +51,7 @@ def test_sighup_reloads_limits_and_params_and_refuses_what_needs_a_restart(tmp_p
 
             # a broken file: the guide's error, nothing changes, the daemon trades on
             cfg.write_text("{ not json")
-            with pytest.raises(BridgeError) as err:
+            with pytest.raises(ApiError) as err:
                 d.call("config_reload")
             assert err.value.status == 400
             assert err.value.error.startswith(f"Failed to load configuration from {cfg}: invalid JSON")

@@ -218,7 +218,8 @@ ROUTES: tuple[Route, ...] = (
         body={
             "type": "object",
             "properties": {
-                "log_level": {"type": "string", "enum": list(LOG_LEVELS)},
+                # either case: an operator types "debug" as often as the guide's "DEBUG"
+                "log_level": {"type": "string", "enum": [*LOG_LEVELS, *(v.lower() for v in LOG_LEVELS)]},
                 "risk_limits": {"type": "object", "additionalProperties": LIMIT_NUMBER, "minProperties": 1},
                 "parameters": {"type": "object", "minProperties": 1},
             },
