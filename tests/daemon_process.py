@@ -297,7 +297,7 @@ def start_daemon(
         text = wait_until(lambda: LISTENING.search(d.stderr()) and d.stderr(), 120, "API listening on ...", d)
         d.url = LISTENING.search(text).group(1).rstrip("/")  # type: ignore[union-attr]
         d.bridge = BRIDGE.search(text).group(1)  # type: ignore[union-attr]
-        wait_until(lambda: _answers(d), 60, "the API to answer /api/v1/status", d)
+        wait_until(lambda: _answers(d), 120, "the trading process to answer /api/v1/status", d)
     except BaseException:
         d.stop()
         raise
@@ -305,8 +305,10 @@ def start_daemon(
 
 
 def _answers(d: Daemon) -> bool:
+    """The trading process answers through the API (signed: with ``auth_reads`` an unsigned read is
+    refused by the API process alone, which says nothing about the trading process)."""
     try:
-        return d.get("/api/v1/status", timeout=5).status in (200, 401)  # 401: reads need signing
+        return d.signed("GET", "/api/v1/status").status == 200
     except OSError:
         return False
 
