@@ -134,11 +134,17 @@ class MemoryWatch:
         ]
 
     def check(self) -> list[str]:
-        """One check; returns the actions taken (for tests and the log)."""
-        s = self.settings
+        """One check; returns the actions taken (for tests and the log). The daily metrics line
+        says what the check left: its usage, and the pressure state after its decision."""
         rss = self.rss()
         self.usage = rss / self.limit if self.limit else 0.0
-        self._metrics_line(rss)
+        try:
+            return self._decide()
+        finally:
+            self._metrics_line(rss)
+
+    def _decide(self) -> list[str]:
+        s = self.settings
         if not s.enable_pressure_handling or not self.limit:
             return []
         pct = self.usage * 100
