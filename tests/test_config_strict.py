@@ -183,13 +183,14 @@ def test_two_strategies_with_one_id_are_refused(tmp_path) -> None:
 
 
 def test_shipped_configs_load_in_their_modes() -> None:
-    for path in sorted((REPO / "config" / "backtests").glob("*.json")):
-        for st in load_run_spec(path).strategies:
-            st.build()
-    for path, mode in ((PAPER, "paper"), (LIVE, "live")):
-        for st in load_run_spec(path, mode=mode).strategies:
-            st.build()
-    load_instruments(REPO / "config" / "instruments.json")
+    shipped = [(p, "backtest") for p in sorted((REPO / "config" / "backtests").glob("*.json"))]
+    shipped += [(PAPER, "paper"), (LIVE, "live"), (REPO / "config" / "production.json", "paper")]
+    shipped += [(REPO / "config" / "production.json", "live")]
+    for path, mode in shipped:
+        spec = load_run_spec(path, mode=mode) if mode != "backtest" else load_run_spec(path)
+        built = [st.build() for st in spec.strategies]
+        assert built and all(s.strategy_id for s in built), path
+    assert load_instruments(REPO / "config" / "instruments.json")
 
 
 # --- strategy params ----------------------------------------------------------------------------

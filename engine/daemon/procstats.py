@@ -117,3 +117,14 @@ def _memory_limit(base: Path, proc: Path, cgroup_root: Path) -> int | None:
     except (OSError, ValueError):
         pass
     return min(limits) if limits else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts: signalling it is refused)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -45,6 +45,7 @@ from engine.daemon.bridge import BridgeServer, OpError
 from engine.daemon.config import DaemonSettings
 from engine.daemon.memory import MemoryWatch
 from engine.daemon.ops import Ops
+from engine.daemon.procstats import pid_alive
 from engine.daemon.startup_log import enable_crash_log, record_startup_failure
 from engine.daemon.telemetry import Telemetry
 from engine.errors import ConfigError, HftError
@@ -96,16 +97,6 @@ def bind_api(host: str, port: int) -> socket.socket:
         raise StartupError(f"Failed to bind to port {port}: {why}") from None
     sock.set_inheritable(True)
     return sock
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_pid_file(path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.daemon.checks.model import Facts
+from engine.daemon.procstats import pid_alive
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_PID_FILE = "/var/run/hft_system.pid"
@@ -88,16 +89,6 @@ def tail(path: Path, max_bytes: int = TAIL_BYTES) -> list[str]:
         data = fh.read()
     lines = data.decode("utf-8", "replace").splitlines()
     return lines[1:] if size > max_bytes and lines else lines  # the first line is cut
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def cmdline(pid: int) -> str:
