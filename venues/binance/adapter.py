@@ -33,6 +33,7 @@ from venues.binance.profile import PROFILE
 from venues.binance.rest import BinanceRest
 from venues.binance.symbols import to_wire
 from venues.binance.user_stream import BinanceUserStream
+from venues.binance.warmup import warm_depth_path
 from venues.binance.ws_api import BinanceWsApi
 from venues.common.backoff import AttemptWindow
 from venues.common.loop import batches_writes
@@ -128,6 +129,15 @@ class BinanceAdapter:
         if not batches_writes(asyncio.get_running_loop()):
             # uvloop already sends what one market event wrote together, after the event's callbacks
             on_book, on_trade = self._corked(on_book), self._corked(on_trade)
+        for sym in books:  # before the feed connects: no frame waits while numba compiles
+            inst = self.instruments.get(sym)
+            if inst is not None:
+                try:
+                    took = warm_depth_path(inst)
+                except (RuntimeError, ValueError) as exc:  # the first real message compiles instead
+                    self.log.warning("depth path not warmed for %s: %s", sym, exc)
+                else:
+                    self.log.info("depth path ready for binance:%s in %.0f ms", sym, took * 1000)
         config = dataclasses.replace(self.config, symbols=tuple(books))
         self.feed = BinanceMarketData(
             config,
