@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import REPO, interpreter
+from sim.fake_binance.process import FakeStartError, spawn_fake_binance
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "real" / "binance_spot_hftbacktest"
 HFT = [sys.executable, "-m", "engine.cli"]
@@ -136,26 +137,13 @@ def _config(tmp: Path, mode: str, every: int) -> Path:
 
 
 def _spawn_fake(data: Path, speed: str, key: str, secret: str) -> tuple[subprocess.Popen, dict[str, str]]:
-    proc = subprocess.Popen(
-        [*HFT, "sim", "binance", "--data", str(data), "--speed", speed, "--start", "now",
-         "--api-key", key, "--api-secret", secret, "--weight-limit", str(10**9),
-         "--balance", "USDT=1000000000", "--balance", "BTC=1000"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    urls: dict[str, str] = {}
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        parts = line.split()
-        if line.startswith("  REST"):
-            urls["BINANCE_REST_URL"] = parts[1]
-        elif line.startswith("  WS market"):
-            urls["BINANCE_WS_URL"] = parts[2]
-        elif line.startswith("  WS API"):
-            urls["BINANCE_WS_API_URL"] = parts[2]
-        if len(urls) == 3:
-            return proc, urls
-    proc.kill()
-    raise SystemExit("the fake Binance did not start")
+    try:
+        return spawn_fake_binance(
+            data, "--speed", speed, "--start", "now", "--api-key", key, "--api-secret", secret,
+            "--weight-limit", str(10**9), "--balance", "USDT=1000000000", "--balance", "BTC=1000", quiet=True,
+        )  # fmt: skip
+    except FakeStartError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def _wait_listening(proc: subprocess.Popen, err: Path, timeout: float = 180) -> str:

@@ -19,6 +19,8 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("engine.runners.live_cli", "register"),
     ("engine.daemon.opscli", "register"),
     ("engine.daemon.ctl", "register"),
+    ("engine.runners.venue_cli", "register"),
+    ("engine.store.cli", "register"),
 )
 #: where a source checkout keeps its benchmarks (``bench/``, beside the packages; not installed)
 CHECKOUT = Path(__file__).resolve().parents[1]

@@ -109,7 +109,7 @@ POSITIONS = pa.schema(
         ("unrealized_pnl", _F),
         ("fees", _F),  # cumulative
         ("mark_price", _F),
-        ("reason", _S),  # fill | mark (periodic mark-to-market) | final
+        ("reason", _S),  # fill | mark (periodic mark-to-market) | final | restored (from the store at start)
     ]
 )
 
@@ -167,8 +167,10 @@ RECONCILE = pa.schema(
         ("ts", _I),
         ("venue", _S),
         ("symbol", _S),
-        ("item", _S),  # order | balance | fill
-        # adopted | cancelled | cancel_failed | closed | filled_while_away | loaded | differs
+        ("item", _S),  # order | balance | fill | position
+        # adopted | cancelled | cancel_failed | closed | filled_while_away | loaded | differs, and with
+        # a store (engine.reconcile): restored | order_gone_at_venue | order_unknown_locally |
+        # fill_missed | fill_unattributed | filled_from_venue | position_drift | baseline | unreadable
         ("action", _S),
         ("client_order_id", _S),
         ("venue_order_id", _S),
@@ -200,6 +202,11 @@ INCIDENT_KINDS = (
     "order_state_unknown",
     "reconcile",  # the venue's account differed from what this node knew at start-up
     "memory_pressure",  # the daemon's memory check acted (engine.daemon.memory)
+    # the database (engine.store.service); orders and fills wait in the journal meanwhile
+    "database_unavailable",  # "Database connection failed: could not connect to server ..."
+    "database_timeout",  # "Database query timeout: ..."
+    "database_restored",  # connected again (value: the outage's seconds); the journal is replayed
+    "queue_full",  # "Queue full": market data for the database sampled or dropped (value: rows dropped so far)
 )
 
 TABLES: dict[str, pa.Schema] = {

@@ -7,7 +7,7 @@ and next step (corrected where the venues' documentation contradicts the guide),
 line lands in (besides ``errors.log``, which takes every WARNING and worse), and the code that
 emits it; ``docs/errors.md`` is the operator's version, and ``find`` maps a log line back to its
 entry (a log scan such as ``hft doctor``'s). Messages whose condition belongs to a part this
-repository does not have yet say so (``ISSUE_15``) instead of pointing at fake code, and
+repository does not have yet say so instead of pointing at fake code, and
 conditions our design cannot produce say why.
 """
 
@@ -62,10 +62,12 @@ ORDER_MODIFICATION_NOT_SUPPORTED = "Order modification not supported"
 #: an order type the venue (or our adapter) does not take
 INVALID_ORDER_TYPE = "Invalid order type"
 
-#: the source of the messages whose condition is a database's: not built here yet
-ISSUE_15 = (
-    "raised by issue 15's store (the TimescaleDB/PostgreSQL store); nothing in this repository "
-    "connects to a database yet"
+#: the source of the two database messages: the store and its writer service
+STORE_SOURCE = (
+    "engine.store: StoreUnavailable (Database connection failed: could not connect to server <host>:<port>: "
+    "<cause>) and StoreTimeout (Database query timeout: <operation> ...) raised by engine.store.pg; the "
+    "writer service (engine.store.service) logs them once per outage, makes them database_unavailable / "
+    "database_timeout incidents and keeps orders and fills in its journal until the database is back"
 )
 
 
@@ -78,7 +80,7 @@ class GuideMessage:
     cause: str  #: the guide's cause, in our terms
     next_step: str  #: what the operator does next (the guide's solution, corrected where wrong)
     log: str  #: the component log the line lands in (also ``errors.log``); "" when not raised here
-    source: str  #: the code that emits it, ``ISSUE_15``, or why our design cannot produce it
+    source: str  #: the code that emits it, or why our design cannot produce it
 
     @property
     def raised_here(self) -> bool:
@@ -102,8 +104,8 @@ CATALOGUE: tuple[GuideMessage, ...] = (
         "§2.1, §2.3",
         "PostgreSQL/TimescaleDB not running or wrong credentials",
         "start the database; verify the connection string and credentials",
-        "",
-        ISSUE_15,
+        "system",
+        STORE_SOURCE,
     ),
     GuideMessage(
         FAILED_TO_BIND_PORT,
@@ -217,8 +219,8 @@ CATALOGUE: tuple[GuideMessage, ...] = (
         "§2.3, §7.1",
         "slow query or overloaded database",
         "optimise the query; scale the database",
-        "",
-        ISSUE_15,
+        "system",
+        STORE_SOURCE,
     ),
     GuideMessage(
         LOCK_ACQUISITION_TIMEOUT,
@@ -247,7 +249,8 @@ CATALOGUE: tuple[GuideMessage, ...] = (
         "check the disk (`iostat -x 1`, free space); the run stops recording cleanly rather than block trading",
         "system",
         "engine.recorder (the hand-over to the writer thread: never refuses, so nothing is dropped; the "
-        "message says it holds QUEUE_WARN_JOBS jobs)",
+        "message says it holds QUEUE_WARN_JOBS jobs) and engine.store.service (the database writer's bounded "
+        "queue of market rows: sampled, then dropped, saying what; orders and fills are journaled, never dropped)",
     ),
     GuideMessage(
         WEBSOCKET_CONNECTION_CLOSED,

@@ -23,8 +23,9 @@ When rows reach the disk (live):
   hands every non-empty buffer to the writer thread, and a ``fills`` row makes the hand-off happen
   right after the current callback (``call_soon``). The engine's thread only appends tuples and
   swaps lists; it never converts, writes or waits. A buffer that reaches ``flush_rows`` between
-  two ticks is handed off at once, as before. So buffers hold at most about a second of rows, and
-  memory stays flat however long the session;
+  two ticks is handed off at once, as before. Each hand-off's job also goes, as it is, to the
+  recorder's ``taps`` (the database's ``engine.store.service.StoreService.tap``: a list append).
+  So buffers hold at most about a second of rows, and memory stays flat however long the session;
 - the writer thread converts the rows (in slices of ``_SLICE``, so it never holds the interpreter
   long), appends one batch per table to its stream (unbuffered: the bytes are the kernel's when
   the write returns, which is all ``kill -9`` needs) and ``fsync``s each written stream at most
@@ -54,7 +55,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -443,6 +444,10 @@ class Recorder:
         self._timer: Any = None
         self._soon = False
         self.handoffs = 0
+        #: callables given every hand-off's job, ``[(table, rows), ...]``, the same lists the writer
+        #: gets (not copied: neither side changes them), on the thread that hands off: the
+        #: database's store service (``engine.store.service.StoreService.tap``) takes them here
+        self.taps: list[Callable[[list[tuple[str, list[tuple]]]], None]] = []
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -555,6 +560,9 @@ class Recorder:
             return
         self.handoffs += 1
         self._pending = [f for f in self._pending if not f.done()]
+        if job:
+            for tap in self.taps:
+                tap(job)
         self._submit(job)
 
     def _flush(self, table: str) -> None:
@@ -562,13 +570,20 @@ class Recorder:
         if not buf or self.run_dir is None:
             return
         if self._pool is None:
+            if self.taps:
+                job = [(table, list(buf))]  # ``buf`` is cleared and reused below
+                for tap in self.taps:
+                    tap(job)
             self._write(table, buf)
             self.counts[table] += len(buf)
             buf.clear()
             return
         self._buf[table] = []
         self.counts[table] += len(buf)
-        self._submit([(table, buf)])
+        job = [(table, buf)]
+        for tap in self.taps:
+            tap(job)
+        self._submit(job)
 
     def _submit(self, job: list[tuple[str, list[tuple]]]) -> None:
         """Hand ``job`` to the writer thread. The hand-over never refuses (the event log loses

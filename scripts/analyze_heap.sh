@@ -18,17 +18,5 @@ Exit status: 0, 2 a file is missing or not a heap dump.
 EOF
 }
 case "${1:-}" in -h | --help) usage; exit 0 ;; esac
-files=()
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --top) [[ $# -ge 2 ]] || { usage; exit 2; }; files+=("$1" "$2"); shift 2 ;;
-    -*) files+=("$1"); shift ;;
-    /*) files+=("$1"); shift ;;
-    *) files+=("$here/$1"); shift ;;
-  esac
-done
-if [[ ${#files[@]} -eq 0 ]]; then
-  usage
-  exit 2
-fi
-exec "$HFT" heap analyze "${files[@]}"
+hft_file_args "$here" "$@" || { usage; exit 2; }
+exec "$HFT" heap analyze "${HFT_ARGS[@]}"

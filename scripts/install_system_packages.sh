@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests and the operator's tools use, when missing:
-# prometheus (promtool), prometheus-alertmanager (amtool), chromium, jq.
+# prometheus (promtool), prometheus-alertmanager (amtool), chromium, jq, and PostgreSQL
+# (postgresql, postgresql-contrib: initdb/pg_ctl for the store's tests, psql for the guide's SQL).
 # Usage: ./scripts/install_system_packages.sh [--check]   (--check: only say what is missing)
 set -euo pipefail
 case "${1:-}" in
-  -h|--help) sed -n 2,4p "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n 2,5p "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 declare -A want=([promtool]=prometheus [amtool]=prometheus-alertmanager [chromium]=chromium [jq]=jq)
 missing=()
 for tool in "${!want[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${want[$tool]}")
 done
+# Debian keeps the server's binaries off PATH, under /usr/lib/postgresql/<version>/bin
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  missing+=(postgresql postgresql-contrib)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -1,6 +1,8 @@
 """``hft sim ...``: local fake exchanges for testing adapters by hand or from another process.
 
     hft sim binance --data ../shared/data/real/binance_spot_hftbacktest [--port 8765] [--speed 1]
+    hft sim kraken [--port 8766] [--speed 1]
+    hft sim coinbase [--port 8767]
 
 Prints the REST and WebSocket base URLs and serves until Ctrl-C. API keys come from
 ``--api-key/--api-secret`` or ``HFT_FAKE_BINANCE_KEY`` / ``HFT_FAKE_BINANCE_SECRET``; without them a
@@ -71,6 +73,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--disconnect-every", type=float, default=0.0, help="drop every stream connection every N seconds (0 = never)"
     )
     b.set_defaults(func=run_binance)
+    # the other fakes keep their options in their own cli modules, imported only when run
+    for venue, about in (
+        ("kraken", "fake Kraken spot: REST, WebSocket v2 public and private, replaying fixtures and a capture"),
+        ("coinbase", "fake Coinbase: Advanced Trade market data, Exchange REST and user channel"),
+    ):
+        v = venues.add_parser(venue, add_help=False, help=f"{about} (--help for its options)")
+        v.set_defaults(func=_run_venue_cli, sim_module=f"sim.fake_{venue}.cli", passthrough=[])
+
+
+def _run_venue_cli(args: argparse.Namespace) -> int:
+    import importlib
+
+    return int(importlib.import_module(args.sim_module).main(args.passthrough) or 0)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

@@ -10,6 +10,9 @@ SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(REPO))  # bench/: the benchmarks are not installed
 
+# PostgreSQL fixtures (pg_server, pg_settings, pg_private_server): tests/pg_fixtures.py
+pytest_plugins = ["pg_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def repo() -> Path:

@@ -24,6 +24,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -176,11 +177,47 @@ def test_catalogue_holds_the_guides_23_messages_verbatim() -> None:
     assert M.FAILED_TO_BIND_PORT == "Failed to bind to port"
 
 
-def test_database_messages_are_issue_15s_store_not_faked_here() -> None:
-    for text in ("Database connection failed", "Database query timeout"):
-        entry = M.BY_TEXT[text]
-        assert entry.source == M.ISSUE_15 and "issue 15" in entry.source
-        assert not entry.raised_here and entry.log == ""
+def test_database_connection_failed_and_query_timeout(logs: Logs, pg_private_server, pg_private_settings) -> None:
+    """The store's writer says both in system.log (and errors.log) when the condition is real: a
+    server that is gone, then a table locked past ``query_timeout_s``."""
+    import asyncpg
+    from store_rows import T0, fill
+
+    from engine.store.service import StoreService
+
+    settings = replace(pg_private_settings, query_timeout_s=0.5, flush_interval_ms=50)
+
+    async def wait(pred, timeout: float = 30.0) -> None:
+        end = asyncio.get_running_loop().time() + timeout
+        while not pred():
+            assert asyncio.get_running_loop().time() < end
+            await asyncio.sleep(0.05)
+
+    async def main() -> None:
+        svc = await StoreService(settings).open()
+        try:
+            await asyncio.to_thread(pg_private_server.stop, "immediate")
+            svc.tap([("fills", [fill(1, T0, "c1", "t1")])])
+            await wait(lambda: svc.metrics()["hft_db_up"] == 0)
+            await asyncio.to_thread(pg_private_server.start)
+            assert await svc.flush(60)
+            locker = await asyncpg.connect(host=settings.host, port=settings.port, user=settings.user,
+                                           database=settings.name)  # fmt: skip
+            try:
+                async with locker.transaction():
+                    await locker.execute("LOCK TABLE fills IN ACCESS EXCLUSIVE MODE")
+                    svc.tap([("fills", [fill(2, T0 + 1, "c1", "t2")])])
+                    await wait(lambda: svc.metrics()["hft_db_up"] == 0)
+            finally:
+                await locker.close()
+            assert await svc.flush(60)
+        finally:
+            await svc.close(30)
+
+    asyncio.run(main())
+    down = logs.said("Database connection failed")[0]
+    assert "could not connect to server" in down and f":{settings.port}" in down
+    assert "Database query timeout" in logs.said("Database query timeout")[0]
 
 
 def test_thread_pool_exhausted_is_declared_impossible_with_the_reason() -> None:
@@ -557,8 +594,8 @@ def test_every_raised_message_has_a_test_here() -> None:
         "Symbol not found": "test_symbol_not_found",
         "Order modification not supported": "test_order_modification_not_supported",
         "Invalid order type": "test_invalid_order_type",
-        "Database connection failed": "test_database_messages_are_issue_15s",
-        "Database query timeout": "test_database_messages_are_issue_15s",
+        "Database connection failed": "test_database_connection_failed_and_query_timeout",
+        "Database query timeout": "test_database_connection_failed_and_query_timeout",
         "Thread pool exhausted": "test_thread_pool_exhausted_is_declared_impossible",
     }
     assert set(covered) == set(GUIDE_12_1)

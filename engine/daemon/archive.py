@@ -8,7 +8,13 @@ The order manager also lets closed orders go by itself once they are older than 
 takes those (``OrderManager.on_evict``, on the order path: a list append) and writes them to
 ``<archive_dir>/orders_evicted_<UTC date>_<pid>.jsonl`` from a periodic task, so an order leaves
 memory only into a file. The event log keeps every order's
-whole life either way; the database of issue 15 will take these files' place."""
+whole life either way.
+
+With a database (``engine.store``: the session's store service), every order event is already in
+the ``orders`` table (the journal first, then the database), so an order leaves memory without a
+file: ``EvictionArchive(store_backed=True)`` only counts them, and ``archive_orders`` on an order
+manager marked ``mark_store_backed`` drops them and returns no path. The JSONL files are written
+only when nothing is stored (``database.backend: none``)."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,15 +34,26 @@ if TYPE_CHECKING:
     from engine.orders import Order
 
 _log = get_logger("orders")
+#: order managers whose orders the database holds (the session has a store service)
+_STORE_BACKED: weakref.WeakSet[OrderManager] = weakref.WeakSet()
+
+
+def mark_store_backed(oms: OrderManager) -> None:
+    """Every order of ``oms`` reaches the database: archiving drops orders without a file."""
+    _STORE_BACKED.add(oms)
 
 
 def archive_orders(oms: OrderManager, older_than_ns: int, now_ns: int, archive_dir: Path) -> tuple[int, Path | None]:
     """Archive the closed orders last changed before ``now_ns - older_than_ns``; returns how many
-    and the file (None when there were none)."""
+    and the file (None when there were none, or when the database holds them: ``mark_store_backed``)."""
     cutoff = now_ns - older_than_ns
     old = [o for o in oms.orders.values() if o.status.is_terminal and (o.ts_last or o.ts_decided) <= cutoff]
     if not old:
         return 0, None
+    if oms in _STORE_BACKED:
+        for o in old:
+            oms.orders.pop(o.client_order_id, None)
+        return len(old), None
     archive_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = archive_dir / f"orders_{stamp}_{os.getpid()}.jsonl"
@@ -54,9 +72,11 @@ def archive_orders(oms: OrderManager, older_than_ns: int, now_ns: int, archive_d
 class EvictionArchive:
     """Closed orders the order manager evicted, appended to a daily JSONL file off the order path."""
 
-    def __init__(self, oms: OrderManager, archive_dir: Path) -> None:
+    def __init__(self, oms: OrderManager, archive_dir: Path, store_backed: bool = False) -> None:
         self.oms = oms
         self.archive_dir = archive_dir
+        #: the database holds every order: evicted ones are only counted, no file is written
+        self.store_backed = store_backed
         self.pending: list[Order] = []
         self.written = 0
 
@@ -68,6 +88,9 @@ class EvictionArchive:
         if not self.pending:
             return 0
         batch, self.pending = self.pending, []
+        if self.store_backed:
+            self.written += len(batch)
+            return len(batch)
         day = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
         path = self.archive_dir / f"orders_evicted_{day}_{os.getpid()}.jsonl"
         try:
@@ -100,4 +123,5 @@ class EvictionArchive:
             _log.error("Cannot write evicted orders to %s: %s (%d kept in memory)", self.archive_dir, exc, kept)
             return
         if n:
-            _log.info("archived %d evicted closed orders to %s", n, self.archive_dir)
+            where = "the database (orders table)" if self.store_backed else str(self.archive_dir)
+            _log.info("archived %d evicted closed orders to %s", n, where)

@@ -4,7 +4,8 @@ The operator guide's mutating ``curl`` commands carry no signature, and the daem
 this is their signed equivalent (``hft ctl POST config '{"trading_enabled": false}'``). The key
 and secret come from ``HFT_API_KEY`` / ``HFT_API_SECRET`` (the same variables the daemon reads).
 ``PATH`` is relative to ``/api/v1`` unless it starts with ``/`` (``/metrics``); a query string
-goes with it (``'orders?status=pending&limit=10'``). The answer's JSON is printed on stdout; a
+goes with it (``'orders?status=pending&limit=10'``; ``'positions/reconcile?exchange=binance'`` is
+what ``scripts/reconcile_positions.sh binance`` sends). The answer's JSON is printed on stdout; a
 4xx/5xx answer prints its error on stderr and exits 1 (2 when the daemon cannot be reached or
 the arguments are wrong).
 """

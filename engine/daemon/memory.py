@@ -170,7 +170,9 @@ class MemoryWatch:
             hours = s.order_archive_after_hours
             n, path = archive_orders(engine.oms, int(hours * 3600e9), now, self.archive_dir)
             if n:
-                taken.append(self._act(now, f"Archiving old orders: {n} orders older than {hours:g} h to {path}", what))
+                where = path or "the database (orders table)"
+                line = f"Archiving old orders: {n} orders older than {hours:g} h to {where}"
+                taken.append(self._act(now, line, what))
         every = s.market_data_sample_every
         sample = "sample_market_data" in s.actions and pct >= s.market_data_sample_above_pct
         if sample and engine.market_sample_every != every:

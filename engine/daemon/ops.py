@@ -16,7 +16,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +24,19 @@ from engine.daemon.archive import archive_orders
 from engine.daemon.bridge import OpError
 from engine.daemon.config import LOG_LEVELS
 from engine.daemon.order_sync import VENUE_WAIT_S, reconcile_order
-from engine.daemon.views import ORDER_STATUSES, book_doc, finite, iso, order_doc, parse_status, position_doc
+from engine.daemon.views import (
+    ORDER_STATUSES,
+    book_doc,
+    finite,
+    iso,
+    order_doc,
+    parse_status,
+    position_doc,
+    stored_order_doc,
+)
 from engine.errors import ConfigError
 from engine.logs import get_logger
+from engine.reconcile import ReconcilePolicy, catch_up, reconcile_running
 from engine.risk import RiskLimits
 from engine.strategy_params import ParamError
 
@@ -39,6 +49,8 @@ if TYPE_CHECKING:
 _log = get_logger("system")
 MAX_ORDERS = 10_000
 MAX_DEPTH = 5000
+#: a reconciliation of positions asked for by the operator waits this long for the venue and the store
+RECONCILE_WAIT_S = 50.0
 COMPONENTS = ("position_manager", "market_data", "order_manager", "api")
 #: the guide's name for the system-wide position limit (``POST /risk/limits``, §4.1, §9.3): all
 #: strategies' gross position together. In a strategy's own ``risk_limits`` the same name is that
@@ -381,8 +393,27 @@ class Ops:
         docs = [self._order_doc(o) for o in found[:limit]]
         return {"orders": docs, "count": len(docs), "total": len(found)}
 
-    def op_order(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self._order_doc(self._order(args))
+    def op_order(self, args: dict[str, Any]) -> Any:
+        """An order in memory, else (archived, or of an earlier process) the store's row of it."""
+        store = getattr(self.session, "store", None)
+        try:
+            return self._order_doc(self._order(args))
+        except OpError:
+            if store is None:
+                raise
+        oid = _text(args, "order_id")
+
+        async def stored() -> dict[str, Any]:
+            try:
+                row = await store.query("order", None, oid)
+            except Exception as exc:  # the database down must not hide that the order is unknown here
+                _log.warning("order %s not in memory and the database did not answer: %s", oid, exc)
+                row = None
+            if row is None:
+                raise OpError(404, f"Order not found: {oid}", "order_id")
+            return stored_order_doc(row)
+
+        return stored()
 
     def op_order_cancel(self, args: dict[str, Any]) -> Any:
         order = self._order(args)
@@ -402,20 +433,109 @@ class Ops:
         return answered()
 
     def op_order_reconcile(self, args: dict[str, Any]) -> Any:
-        return reconcile_order(self.engine, self.session.node, self.mode, self._order(args))
+        store = getattr(self.session, "store", None)
+        return reconcile_order(self.engine, self.session.node, self.mode, self._order(args), store)
 
-    def op_orders_archive(self, args: dict[str, Any]) -> dict[str, Any]:
+    def op_orders_archive(self, args: dict[str, Any]) -> Any:
         hours = _number(args, "older_than_hours", None, 0.0)
+        store = getattr(self.session, "store", None)
+        if store is None:
+            return self._archive(hours)
+
+        async def stored_first() -> dict[str, Any]:
+            # an order leaves memory only once the store holds it, so GET order still finds it
+            await catch_up(self.engine, store)
+            return self._archive(hours)
+
+        return stored_first()
+
+    def _archive(self, hours: float) -> dict[str, Any]:
         try:
             n, path = archive_orders(self.engine.oms, int(hours * 3600e9), time.time_ns(), Path(self.archive_dir))
         except OSError as exc:
             raise OpError(503, f"Cannot write the order archive in {self.archive_dir}: {exc.strerror or exc}") from None
-        _log.info("archived %d orders older than %g hours to %s", n, hours, path)
+        _log.info("archived %d orders older than %g hours to %s", n, hours, path or "the database (orders table)")
         return {"archived": n, "path": str(path) if path is not None else None, "older_than_hours": hours}
 
     # --- positions and risk --------------------------------------------------------------------
     def op_positions(self, _args: dict[str, Any]) -> dict[str, Any]:
         return {"positions": [position_doc(sid, pos) for sid, pos in self.engine.portfolio.positions()]}
+
+    def op_positions_reconcile(self, args: dict[str, Any]) -> Any:
+        """``scripts/reconcile_positions.sh <exchange>``: the venue's account, the store and memory
+        compared (``engine.reconcile.reconcile_running``), every difference resolved or, for
+        position drift, the strategies trading it halted; the answer is the report. Paper: the
+        venue is simulated in this process, so memory is compared with the store only."""
+        if not args.get("exchange"):
+            raise OpError(400, "exchange: missing required query parameter (?exchange=binance)", "exchange")
+        venue = self._exchange(args)
+        store = getattr(self.session, "store", None)
+        _log.info("reconciliation of %s positions requested by operator", venue)
+        if self.mode != "live":
+            return self._reconcile_paper(venue, store)
+        return self._reconcile_live(venue, store)
+
+    async def _reconcile_live(self, venue: str, store: Any) -> dict[str, Any]:
+        node = self.session.node
+        policy = node.spec.live or ReconcilePolicy()
+        policy = replace(policy, timeout_s=min(policy.timeout_s, RECONCILE_WAIT_S))
+        symbols = [s for v, s in node.streams if v == venue]
+        try:
+            res = await reconcile_running(
+                self.engine, venue, node.adapters[venue].account(), symbols, policy, store, node.run_dir
+            )
+        except TimeoutError:
+            raise OpError(
+                504, f"Reconciliation with {venue} timed out after {policy.timeout_s:g}s", "exchange"
+            ) from None
+        except Exception as exc:
+            raise OpError(502, f"Reconciliation with {venue} failed: {exc}", "exchange") from None
+        return self._reconcile_doc(
+            venue,
+            venue_kind="live",
+            store=res.store,
+            summary=res.line(),
+            counts=res.counts(),
+            drift=res.drift,
+            halted=res.halted,
+            report=res.report or None,
+            actions=res.actions,
+        )
+
+    async def _reconcile_paper(self, venue: str, store: Any) -> dict[str, Any]:
+        actions: list[dict[str, Any]] = []
+        if store is not None:
+            self.engine.recorder.handoff()
+            await store.flush(RECONCILE_WAIT_S)
+            stored = {(r["strategy_id"], r["symbol"]): r for r in await store.query("positions", venue)}
+            for sid, pos in self.engine.portfolio.positions():
+                row = stored.get((sid, pos.symbol))
+                kept = float(row["position"]) if row is not None else 0.0
+                if pos.venue == venue and not math.isclose(kept, pos.qty_float, abs_tol=1e-12):
+                    detail = f"strategy {sid}: memory {pos.qty_float:g}, store {kept:g}"
+                    actions.append({"symbol": pos.symbol, "item": "position", "action": "differs", "detail": detail})
+        line = (
+            f"reconciled {venue} (paper): the simulated venue is this process, its orders and fills are the order "
+            f"manager's; {len(actions)} positions differ between memory and the store"
+            + ("" if store is not None else " (no store: nothing to compare)")
+        )
+        _log.info(line)
+        return self._reconcile_doc(
+            venue,
+            venue_kind="simulated",
+            store=store is not None,
+            summary=line,
+            counts={"position_differences": len(actions)},
+            drift=[],
+            halted=[],
+            report=None,
+            actions=actions,
+        )
+
+    def _reconcile_doc(self, venue: str, venue_kind: str, **fields: Any) -> dict[str, Any]:
+        """The answer of ``positions_reconcile``: the reconciliation's fields and the positions after it."""
+        positions = [position_doc(sid, p) for sid, p in self.engine.portfolio.positions() if p.venue == venue]
+        return _json_safe({"exchange": venue, "mode": self.mode, "venue": venue_kind, **fields, "positions": positions})
 
     def op_risk_summary(self, _args: dict[str, Any]) -> dict[str, Any]:
         risk = self.engine.risk

@@ -2,19 +2,20 @@
 manager's restart): the venue is asked about the order (its own order query when the account
 client has one, else its open orders) and what it knows that the order manager does not is fed
 back as the venue's reports would have been: missing fills from the venue's trade list, then the
-final state. The portfolio, risk and event log follow as for any report."""
+final state (``engine.reconcile.apply_venue_state``, the restart's reconciliation uses the same).
+The portfolio, risk and event log follow as for any report, and so does the store: with one, the
+fills it already holds are matched by trade id (never applied twice), and the answer says what
+the store held for the order before and after."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
 from engine.daemon.bridge import OpError
 from engine.daemon.views import order_doc
-from engine.events import CANCELED, EXPIRED, FILL, REJECTED, ExecReport
 from engine.logs import get_logger
-from engine.model import OrderStatus
+from engine.reconcile import apply_venue_state, booked_fills, catch_up, hand_over, remember_fill, venue_order
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -22,16 +23,19 @@ if TYPE_CHECKING:
 
 _log = get_logger("system")
 VENUE_WAIT_S = 5.0
+#: the venue's trades of an order are read from this long before it was sent
+TRADES_BEFORE_NS = 60_000_000_000
+_STORED = ("status", "filled_qty", "leaves_qty", "venue_order_id", "updated_ns")
 
 
 def _doc(engine: Engine, order: Order) -> dict[str, Any]:
     return order_doc(order, engine.instruments.get((order.venue, order.symbol)))
 
 
-async def reconcile_order(engine: Engine, node: Any, mode: str, order: Order) -> dict[str, Any]:
-    """Ask the order's venue about it and apply what it says (``_apply``); the order's document
-    with a ``reconcile`` part. Paper: the simulated venue shares the order's state, so this only
-    says whether it rests there."""
+async def reconcile_order(engine: Engine, node: Any, mode: str, order: Order, store: Any = None) -> dict[str, Any]:
+    """Ask the order's venue about it and apply what it says; the order's document with a
+    ``reconcile`` part (and, with a store, ``reconcile.store``: its row before and after). Paper:
+    the simulated venue shares the order's state, so this only says whether it rests there."""
     before = _doc(engine, order)
     if mode == "paper":
         venue = node.sim.venues.get(order.venue) if node.sim is not None else None
@@ -43,15 +47,33 @@ async def reconcile_order(engine: Engine, node: Any, mode: str, order: Order) ->
             "changed": False,
             "detail": "the simulated venue and the order manager share the order's state",
         }
+        if store is not None:
+            row = await _stored(engine, store, order)
+            doc["reconcile"]["store"] = {"before": row, "after": row, "changed": False}
         return doc
     adapter = node.adapters.get(order.venue)
     if adapter is None:
         raise OpError(409, f"Order {order.client_order_id}: no venue connection for {order.venue}", "order_id")
     account = adapter.account()
+    stored_before: dict[str, Any] | None = None
     try:
         async with asyncio.timeout(VENUE_WAIT_S):
-            seen = await _venue_order(account, order)
-            applied = await _apply(engine, account, order, seen)
+            booked = None
+            if store is not None:
+                since = max((order.ts_sent or order.ts_last) - TRADES_BEFORE_NS, 0)
+                booked = await booked_fills(engine, store, order.venue, order.symbol, since)
+                stored_before = await _stored(engine, store, order)
+            seen = await venue_order(account, order)
+            applied = await apply_venue_state(
+                engine,
+                account,
+                order,
+                seen,
+                booked=booked,
+                on_fill=lambda f, _q: remember_fill(engine, order, f.trade_id),
+            )
+            if applied:
+                hand_over(engine, order)
     except TimeoutError:
         raise OpError(504, f"{order.venue} did not answer within {VENUE_WAIT_S:g}s", "order_id") from None
     except OpError:
@@ -65,94 +87,24 @@ async def reconcile_order(engine: Engine, node: Any, mode: str, order: Order) ->
         "changed": doc != before,
         "applied": applied,
     }
+    if store is not None:
+        try:
+            after = await _stored(engine, store, order)
+        except Exception as exc:  # the venue's answer stands; the store's view is what is missing
+            after = {"error": f"store not read: {exc}"}
+        doc["reconcile"]["store"] = {"before": stored_before, "after": after, "changed": stored_before != after}
     _log.info("order %s reconciled with %s: %s", order.client_order_id, order.venue, applied or "no change")
     return doc
 
 
-async def _apply(engine: Engine, account: Any, order: Order, seen: Any) -> list[str]:
-    """Feed the order manager what the venue knows and it does not: missing fills (from the
-    venue's trade list), then the terminal state. Reports go through ``on_exec_report``
-    like the venue's own, so the portfolio, risk and event log follow."""
-    applied: list[str] = []
-    now = time.time_ns()
-    if seen is None:
-        if not order.status.is_terminal and order.ts_acked == 0 and now - (order.ts_sent or now) > 30e9:
-            # never acknowledged and unknown to the venue: it never arrived
-            engine.on_exec_report(_report(REJECTED, order, now, reason="unknown to the venue (reconcile)"))
-            applied.append("rejected: unknown to the venue")
-        return applied
-    if seen.venue_order_id and not order.venue_order_id:
-        order.venue_order_id = seen.venue_order_id
-    if seen.filled > order.filled:
-        fills = await account.recent_fills(order.symbol, max((order.ts_sent or now) - 60_000_000_000, 0))
-        mine = [f for f in fills if f.venue_order_id == (order.venue_order_id or seen.venue_order_id)]
-        missing = seen.filled - order.filled
-        # the venue's trades oldest first: those beyond what we booked are the missing ones
-        skip = order.filled
-        for f in mine:
-            take = f.qty
-            if skip >= take:
-                skip -= take
-                continue
-            take -= skip
-            skip = 0
-            take = min(take, missing)
-            if take <= 0:
-                break
-            engine.on_exec_report(
-                ExecReport(
-                    kind=FILL,
-                    venue=order.venue,
-                    symbol=order.symbol,
-                    client_order_id=order.client_order_id,
-                    ts_event=f.ts_event,
-                    ts_recv=now,
-                    venue_order_id=f.venue_order_id,
-                    price=f.price,
-                    qty=take,
-                    liquidity=f.liquidity,
-                    fee=f.fee,
-                    fee_asset=f.fee_asset,
-                    trade_id=f.trade_id,
-                )
-            )
-            missing -= take
-            applied.append(f"fill {f.trade_id}")
-    if not order.status.is_terminal and seen.status.is_terminal and seen.status is not OrderStatus.FILLED:
-        kind = {OrderStatus.CANCELED: CANCELED, OrderStatus.EXPIRED: EXPIRED, OrderStatus.REJECTED: REJECTED}
-        engine.on_exec_report(_report(kind[seen.status], order, now, reason="reconcile"))
-        applied.append(seen.status.value)
-    elif order.status is OrderStatus.PENDING and seen.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
-        engine.on_exec_report(_report("accepted", order, now))
-        applied.append("accepted")
-    return applied
-
-
-def _report(kind: str, order: Order, now: int, reason: str = "") -> ExecReport:
-    return ExecReport(
-        kind=kind,
-        venue=order.venue,
-        symbol=order.symbol,
-        client_order_id=order.client_order_id,
-        ts_event=now,
-        ts_recv=now,
-        venue_order_id=order.venue_order_id,
-        reason=reason,
-    )
+async def _stored(engine: Engine, store: Any, order: Order) -> dict[str, Any] | None:
+    """The store's row of the order once it has everything recorded (the fields an operator
+    compares), None when it has none."""
+    await catch_up(engine, store)
+    row = await store.query("order", order.venue, order.client_order_id)
+    return {k: row.get(k) for k in _STORED} if row else None
 
 
 def _size(engine: Engine, order: Order, qty: int) -> float:
     inst = engine.instruments.get((order.venue, order.symbol))
     return inst.size(qty) if inst is not None else float(qty)
-
-
-async def _venue_order(account: Any, order: Order) -> Any:
-    """The venue's view of one order: its own query when the account client has one, else the
-    open orders of the symbol (None: not open there, or unknown)."""
-    query = getattr(account, "query_order", None)
-    if query is not None:
-        return await query(order.symbol, order.client_order_id)
-    for vo in await account.open_orders([order.symbol]):
-        if vo.client_order_id == order.client_order_id:
-            return vo
-    return None

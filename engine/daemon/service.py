@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.daemon import heap
-from engine.daemon.archive import EvictionArchive
+from engine.daemon.archive import EvictionArchive, mark_store_backed
 from engine.daemon.bridge import BridgeServer, OpError
 from engine.daemon.config import DaemonSettings
 from engine.daemon.memory import MemoryWatch
@@ -353,6 +353,9 @@ class Daemon:
             extra_status=self._extra_status,
         )
         self.telemetry.extra.append(self.memory.samples)
+        store = getattr(session, "store", None)
+        if store is not None:  # the database's metrics (hft_db_*) on /metrics beside the rest
+            self.telemetry.extra.append(store.samples)
         self.bridge = BridgeServer(self.bridge_path, self.ops.dispatch)
         await self.bridge.start()
         self.telemetry.start(loop)
@@ -360,7 +363,10 @@ class Daemon:
         self._latency_lines = loop.create_task(LatencyLog(self.telemetry.rings).run(s.latency_log_interval_s))
         # closed orders stay queryable for order_archive_after_hours, then leave memory into a file
         oms = engine.oms
-        self.evictions = EvictionArchive(oms, s.archive_dir)
+        # with a database every order is in its orders table: no JSONL files then
+        self.evictions = EvictionArchive(oms, s.archive_dir, store_backed=store is not None)
+        if store is not None:
+            mark_store_backed(oms)
         oms.retain_closed_ns = max(RETAIN_CLOSED_NS, int(s.memory.order_archive_after_hours * 3600e9))
         oms.on_evict = self.evictions.add
         self._evict_task = loop.create_task(self.evictions.run())
@@ -451,8 +457,9 @@ class Daemon:
     def reload(self) -> dict[str, Any]:
         """Re-read the config and apply what can change while trading: global risk limits (and
         ``trading_enabled``), each strategy's risk limits, parameters and log level, the memory
-        settings. Venues, symbols, strategies added or removed, their classes, exchange files and
-        the API's address need a restart: they are refused, each with a log line saying so."""
+        settings. Venues, symbols, strategies added or removed, their classes, exchange files, the
+        API's address and the ``database`` section need a restart: they are refused, each with a
+        log line saying so."""
         from engine.runners.spec import load_run_spec
 
         try:
@@ -480,6 +487,8 @@ class Daemon:
             refuse("exchanges (file contents)")
         if (old.daemon.api.host, old.daemon.api.port) != (new.daemon.api.host, new.daemon.api.port):
             refuse("daemon.api (host/port)")
+        if old.store != new.store:  # the store service was opened with the old settings
+            refuse("database")
         if asdict(old.risk) != asdict(new.risk):
             diff = {k: v for k, v in asdict(new.risk).items() if asdict(engine.risk.limits).get(k) != v}
             if diff:
@@ -515,7 +524,9 @@ class Daemon:
             self.memory.update(new.daemon.memory)
             changed.append("daemon.memory_management")
         # what was applied is the config now; what was refused stays as it runs
-        self.spec = replace(new, strategies=old.strategies, exchanges=old.exchanges) if refused else new
+        self.spec = (
+            replace(new, strategies=old.strategies, exchanges=old.exchanges, store=old.store) if refused else new
+        )
         _log.info(
             "configuration reloaded from %s: changed %s; refused %s",
             self.config_path,

@@ -70,6 +70,34 @@ def order_doc(order: Order, inst: Instrument | None) -> dict[str, Any]:
     }
 
 
+def stored_order_doc(row: dict[str, Any]) -> dict[str, Any]:
+    """An order the order manager no longer holds (archived, or of an earlier process), from the
+    store's ``orders`` row, in ``order_doc``'s shape; ``source`` says where it came from."""
+    status = str(row.get("status") or "")
+    created, updated = int(row.get("created_ns") or 0), int(row.get("updated_ns") or 0)
+    return {
+        "order_id": row["client_order_id"],
+        "client_order_id": row["client_order_id"],
+        "exchange_order_id": row.get("venue_order_id") or None,
+        "exchange": row["venue"],
+        "symbol": row["symbol"],
+        "strategy_id": row["strategy_id"],
+        "side": str(row.get("side") or "").lower(),
+        "type": row.get("order_type"),
+        "price": row.get("price") or None,
+        "quantity": row.get("qty"),
+        "filled_quantity": row.get("filled_qty"),
+        "avg_fill_price": None,  # the fills table has them: GET /api/v1/fills would
+        "status": "cancelled" if status == OrderStatus.CANCELED.value else status,
+        "cancel_requested": False,
+        "created_at": iso(created),
+        "updated_at": iso(updated or created),
+        "acknowledged_at": None,
+        "error_message": row.get("reason") or None,
+        "source": "database",
+    }
+
+
 def position_doc(strategy_id: str, pos: Position) -> dict[str, Any]:
     return {
         "symbol": pos.symbol,

@@ -37,6 +37,9 @@ class VenueEntry:
     #: ``import_files``), and of ``hft record``'s raw capture
     capture_import: str | None = None
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    #: ``module:callable``: ``(config_path, env) -> engine.venue.tools.VenueTools``, what the
+    #: operator's venue scripts ask the venue directly (``hft venue ...``)
+    tools: str | None = None
 
 
 def load(target: str) -> Any:
@@ -79,6 +82,31 @@ register(
         fake="sim.fake_binance:FakeBinance",
         config=REPO_ROOT / "config" / "exchanges" / "binance.json",
         capture_import="venues.binance.capture_import",
+        tools="venues.binance.tools:open_tools",
         aliases=("binance-futures", "binance-delivery"),
+    )
+)
+
+register(
+    VenueEntry(
+        "kraken",
+        profile="venues.kraken.profile:PROFILE",
+        adapter="venues.kraken.adapter:open_adapter",
+        fake="sim.fake_kraken:FakeKraken",
+        config=REPO_ROOT / "config" / "exchanges" / "kraken.json",
+        capture_import="venues.kraken.capture_import",
+        tools="venues.kraken.tools:open_tools",
+    )
+)
+
+register(
+    VenueEntry(
+        "coinbase",
+        profile="venues.coinbase.profile:PROFILE",
+        adapter="venues.coinbase.adapter:open_adapter",
+        fake="sim.fake_coinbase:FakeCoinbase",
+        config=REPO_ROOT / "config" / "exchanges" / "coinbase.json",
+        capture_import="venues.coinbase.capture_import",
+        tools="venues.coinbase.tools:open_tools",
     )
 )

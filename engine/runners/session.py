@@ -31,6 +31,21 @@ anything else, ``start``:
 - has the recorder hand its rows to the writer thread every second and after every fill.
 
 ``stop`` rewrites the manifest with ``"status": "closed"``, ``closed_at`` and the summary.
+
+The database (``engine.store``). Paper and live sessions open a ``StoreService`` right after the
+run directory's lock (``database.backend: none`` turns it off): the schema is migrated, the
+journal's rows a previous process left unwritten go first, the run is recorded
+(``strategy_runs``), and the recorder's hand-offs reach the service through ``Recorder.taps``.
+Without a ``database`` section the store is the DuckDB file ``hft.duckdb`` and the journal
+``journal/`` in the runs root in effect (the run directory's parent, as for the crashed-run
+search); when another process holds that default file or journal, the session says so and
+stores nothing (its event log has everything; ``hft db load`` takes it later). A configured
+database that cannot be opened is an error. Live trading reconciles against the store, once the
+journal's backlog is in it (waiting at most ``STORE_CATCH_UP_S``). While
+trading, a task on the trading loop hands the service each book's top ``snapshot_depth`` levels
+every ``market_data.snapshot_interval_s`` and, live, the balances every ``BALANCES_EVERY_S`` (and
+after reconciliation). ``stop`` closes the service last (after the event log), waiting at most
+``STORE_CLOSE_S`` for the database: what it has not taken by then stays in the journal.
 """
 
 from __future__ import annotations
@@ -43,7 +58,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +80,9 @@ from sim.replay import ReplayStats
 
 _log = get_logger("system")
 CANCEL_WAIT_S = 5.0
+BALANCES_EVERY_S = 5.0  # live: the portfolio's balances to the store this often
+STORE_CLOSE_S = 10.0  # at stop: the longest the session waits for the database to take the rest
+STORE_CATCH_UP_S = 30.0  # live start: the longest reconciliation waits for the journal's backlog
 _time_ns = time.time_ns
 
 
@@ -164,6 +182,9 @@ class Session:
         #: the daemon's ring of market-data latencies (``engine.daemon.telemetry.LatencyRing``):
         #: set before ``start``, it gets frame receipt -> book shown to the engine of every update
         self.md_ring: Any = None
+        #: the database's service (``engine.store.service.StoreService``), None when nothing is stored
+        self.store: Any = None
+        self._store_task: asyncio.Task[None] | None = None
 
     # --- the run: lock, crashed predecessor, manifest at start ---------------------------------------
     def _begin_run(self) -> None:
@@ -238,6 +259,7 @@ class Session:
         spec = node.spec
         self._t0 = time.perf_counter()
         self._begin_run()
+        await self._open_store()
         if node.mode == "live":
             for venue, adapter in node.adapters.items():
                 try:
@@ -252,7 +274,9 @@ class Session:
             for venue, adapter in node.adapters.items():
                 syms = [s for v, s in node.streams if v == venue]
                 try:
-                    self.reconciled.append(await reconcile_venue(engine, venue, adapter.account(), syms, policy))
+                    self.reconciled.append(
+                        await reconcile_venue(engine, venue, adapter.account(), syms, policy, store=self.store)
+                    )
                 except TimeoutError:
                     raise HftError(f"Reconciliation with {venue} timed out after {policy.timeout_s:.0f}s") from None
                 except HftError:
@@ -274,6 +298,98 @@ class Session:
         if spec.warm is not None and node.mode != "record":
             self.warmer = PathWarmer(engine, **spec.warm, feeds=[f.warm for f in node.feeds.values()])
             self.warmer.start(asyncio.get_running_loop())
+        if self.store is not None:
+            self._store_task = asyncio.get_running_loop().create_task(self._feed_store())
+
+    # --- the database -----------------------------------------------------------------------------
+    async def _open_store(self) -> None:
+        """The store service of a paper or live session (see the module docstring)."""
+        from engine.store.errors import StoreLocked
+        from engine.store.journal import JournalLocked
+        from engine.store.service import StoreService
+
+        node = self.node
+        settings = node.spec.store
+        if node.mode not in ("paper", "live") or not settings.enabled or node.run_dir is None:
+            return
+        if not node.recorder.enabled or self._lock is None:
+            return
+        implicit = "database" not in node.spec.raw
+        if implicit:  # the embedded default lives in the runs root in effect
+            root = node.run_dir.parent
+            settings = replace(settings, duckdb_path=root / "hft.duckdb", journal_dir=root / "journal")
+        loop = asyncio.get_running_loop()
+        engine = node.engine
+
+        def incident(kind: str, detail: str, value: float) -> None:  # on the service thread
+            loop.call_soon_threadsafe(lambda: engine.incident(node.clock.now(), "", "", kind, detail, value))
+
+        service = StoreService(settings, on_incident=incident)
+        try:
+            await service.open()
+        except (StoreLocked, JournalLocked) as exc:
+            if not implicit:
+                raise
+            _log.warning(
+                "database: %s; this session stores nothing in the default database (its event log has "
+                "everything: `hft db load %s` later)",
+                exc,
+                node.run_dir,
+            )
+            return
+        self.store = service
+        manifest = {**node.manifest(None), **self.lifecycle}
+        service.begin_run(node.run_dir.name, node.spec.name, node.mode, node.spec.path, time.time_ns(), manifest)
+        node.recorder.taps.append(service.tap)
+        _log.info("database: %s store at %s, journal %s", settings.backend, settings.where, settings.journal_dir)
+        if node.mode == "live" and not await service.flush(STORE_CATCH_UP_S):
+            # reconciliation reads the store: what an earlier process journaled must be in it first
+            _log.warning(
+                "database: the journal's rows are not all in the database after %.0f s (%s); reconciliation "
+                "reads what the database has",
+                STORE_CATCH_UP_S,
+                service.last_error or "still writing",
+            )
+
+    def _put_balances(self) -> None:
+        store = self.store
+        if store is None or self.node.mode != "live":
+            return
+        now = time.time_ns()
+        for venue, assets in self.node.engine.portfolio.balance_detail().items():
+            store.put_balances(venue, {a: (b["free"], b["held"]) for a, b in assets.items()}, now)
+
+    async def _feed_store(self) -> None:
+        """Order-book snapshots every ``snapshot_interval_s`` and, live, balances every
+        ``BALANCES_EVERY_S``: a few list appends per interval on the trading loop."""
+        store = self.store
+        node = self.node
+        md = node.spec.store.market_data
+        depth = md.snapshot_depth
+        every = md.snapshot_interval_s
+        tick = min(every, BALANCES_EVERY_S) if every > 0 else BALANCES_EVERY_S
+        self._put_balances()
+        next_balances = time.monotonic() + BALANCES_EVERY_S
+        while True:
+            await asyncio.sleep(tick)
+            if every > 0:
+                now = time.time_ns()
+                rows = []
+                for (venue, symbol), book in node.book_of.items():
+                    if not book.valid:
+                        continue
+                    bids, asks = book.bids(depth), book.asks(depth)
+                    rows.append(
+                        (
+                            now, venue, symbol, int(book.update_id),
+                            [p for p, _ in bids], [q for _, q in bids], [p for p, _ in asks], [q for _, q in asks],
+                        )
+                    )  # fmt: skip
+                if rows:
+                    store.put_snapshots(rows)
+            if time.monotonic() >= next_balances:
+                next_balances = time.monotonic() + BALANCES_EVERY_S
+                self._put_balances()
 
     def _callbacks(self) -> FeedCallbacks:
         engine = self.node.engine
@@ -334,6 +450,11 @@ class Session:
         engine = node.engine
         if self.warmer is not None:
             self.warmer.stop()
+        if self._store_task is not None:
+            self._store_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._store_task
+            self._store_task = None
         for feed in node.feeds.values():
             with contextlib.suppress(Exception):
                 await feed.stop()
@@ -356,6 +477,7 @@ class Session:
         if self._lock_refused:  # the directory is another session's: write nothing into it
             node.recorder.discard()
             return summary
+        self._put_balances()
         self._describe_data()
         if self.reconciled:
             node.extra_manifest["reconciliation"] = [r.__dict__ for r in self.reconciled]
@@ -369,10 +491,30 @@ class Session:
                 info = wall_clock_info(wall, **extra)
                 (node.run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
         finally:
+            await self._close_store(manifest.get("status") or "closed", summary)
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
         return summary
+
+    async def _close_store(self, status: str, summary: dict[str, Any]) -> None:
+        """After the event log's close (its last rows are handed over): the run's end, then the
+        service closed, waiting at most ``STORE_CLOSE_S``."""
+        store, self.store = self.store, None
+        if store is None:
+            return
+        run_dir = self.node.run_dir
+        store.end_run(run_dir.name if run_dir is not None else "", status, time.time_ns(), summary)
+        try:
+            if not await store.close(STORE_CLOSE_S):
+                _log.warning(
+                    "database: not every row was written within %.0f s of the stop; the rest stay in the journal "
+                    "%s and are written by the next session",
+                    STORE_CLOSE_S,
+                    store.journal_dir,
+                )
+        except Exception as exc:  # the event log is closed and whole: the store must not fail the stop
+            _log.error("database: store service did not close cleanly: %r (database error)", exc)
 
     async def _cancel_open(self) -> None:
         """Cancel every open order and wait (briefly) for the venues to confirm."""

@@ -22,6 +22,7 @@ from engine.logs import get_logger
 from engine.messages import STRATEGY_INITIALIZATION_FAILED
 from engine.reconcile import POLICIES, ReconcilePolicy
 from engine.risk import RiskLimits
+from engine.store.config import StoreSettings, parse_store
 from engine.strategy import Strategy
 from engine.strategy_params import ParamError
 
@@ -100,6 +101,10 @@ class RunSpec:
     log_orders: bool = True
     #: the long-lived service's settings (``daemon`` section; defaults when absent)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    #: the database (``database`` section, ``engine.store.config``): paper and live sessions write
+    #: to it; a config without the section gets the DuckDB file ``<runs_root>/hft.duckdb``. A spec
+    #: made in code (``code_spec``) stores nothing
+    store: StoreSettings = field(default_factory=lambda: StoreSettings(backend="none"))
 
 
 def code_spec(
@@ -294,6 +299,8 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
             "probe": w.bool("probe", True),
         }
     live, cancel_on_stop = _live(root)
+    runs_root = resolve_path(o.get("runs_root") or out.str("runs_root", "runs"), base)
+    store = parse_store(root.section("database") if root.has("database") else None, runs_root)
     if root.has("description") and not isinstance(root.data["description"], str):
         raise root.fail("description", "must be a string")
     return RunSpec(
@@ -311,7 +318,7 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
         strategy_risk=strategy_risk,
         strategies=strategies,
         sim=sim,
-        runs_root=resolve_path(o.get("runs_root") or out.str("runs_root", "runs"), base),
+        runs_root=runs_root,
         mark_interval_ns=int(out.number("mark_interval_ms", 1000, minimum=0) * 1_000_000),
         raw=root.data,
         warm=warm,
@@ -320,6 +327,7 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
         live_cancel_on_stop=cancel_on_stop,
         log_orders=out.bool("log_orders", mode != "backtest"),
         daemon=parse_daemon(root.raw("daemon", None), where, base),
+        store=store,
     )
 
 
@@ -340,6 +348,7 @@ _TOP_KEYS = {
     "exchanges",
     "live",
     "daemon",
+    "database",
 }
 
 

@@ -31,7 +31,10 @@ class ExecutionClient(Protocol):
     rows after the bytes have left, numbered as if recorded before.
 
     A client may also offer ``dry_run() -> ExecutionClient``: the same request preparation
-    (filters, signing, framing) with nothing sent, for the path warmer (``engine.warm``).
+    (filters, signing, framing) with nothing sent, for the path warmer (``engine.warm``), and
+    ``track_adopted(order)``: an order reconciliation took over, or booked fills of from the
+    venue's trade list (``engine.reconcile.hand_over``); a client that counts fills from the
+    venue's cumulative quantity must then book only what the order fills beyond ``order.filled``.
     """
 
     name: str

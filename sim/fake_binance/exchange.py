@@ -551,12 +551,35 @@ class Exchange:
         return [o for lst in self._resting.values() for o in lst if o.is_open]
 
     def my_trades(self, params: dict[str, str]) -> list[dict]:
+        """``GET /api/v3/myTrades``, oldest first: ``fromId`` (trades >= that id), or ``startTime``
+        / ``endTime`` (at most 24 h apart), else the most recent ``limit`` (default 500, max 1000);
+        ``orderId`` narrows to one order. ``fromId`` with a time bound is refused as Binance does."""
         spec = self._spec(params)
         oid = parse_int("orderId", params["orderId"]) if params.get("orderId") else None
+        from_id = parse_int("fromId", params["fromId"]) if params.get("fromId") else None
+        start = parse_int("startTime", params["startTime"]) if params.get("startTime") else None
+        end = parse_int("endTime", params["endTime"]) if params.get("endTime") else None
+        limit = min(parse_int("limit", params["limit"]), 1000) if params.get("limit") else 500
+        if from_id is not None and (start is not None or end is not None):
+            raise BinanceError(-1128, "Combination of optional parameters invalid.")
+        if start is not None and end is not None and end - start > 86_400_000:
+            raise BinanceError(-1127, "More than 24 hours between startTime and endTime.")
+        picked = [
+            (o, f)
+            for o, f in self.trades
+            if o.symbol == spec.symbol
+            and (oid is None or o.order_id == oid)
+            and (from_id is None or f.trade_id >= from_id)
+            and (start is None or f.time >= start)
+            and (end is None or f.time <= end)
+        ]
+        picked = picked[-limit:] if from_id is None and start is None and end is None else picked[:limit]
+        return self.trade_list(picked)
+
+    def trade_list(self, trades: list[tuple[Order, Fill]] | None = None) -> list[dict]:
+        """Trades (all of the account's when None) as ``myTrades`` lists them."""
         out = []
-        for o, f in self.trades:
-            if o.symbol != spec.symbol or (oid is not None and o.order_id != oid):
-                continue
+        for o, f in self.trades if trades is None else trades:
             out.append(
                 {
                     "symbol": o.symbol,
@@ -575,6 +598,29 @@ class Exchange:
                 }
             )
         return out
+
+    # --- the operator's hand (tests): what the market or a person does to a resting order -------
+    def resting(self, symbol: str, client_order_id: str) -> Order:
+        o = self._open_by_client.get((symbol, client_order_id))
+        if o is None or not o.is_open:
+            raise KeyError(f"no open order {client_order_id!r} on {symbol}")
+        return o
+
+    def fill_resting(self, symbol: str, client_order_id: str, qty: int | None = None) -> Order:
+        """Fill an open order at its price as a maker (``qty`` fixed point; all it has left when
+        None), as the market would: a trade, balances, user-stream events."""
+        o = self.resting(symbol, client_order_id)
+        q = o.leaves if qty is None else min(int(qty), o.leaves)
+        if q <= 0:
+            raise ValueError(f"fill quantity must be positive, got {qty}")
+        self._maker_fill(o, q)
+        return o
+
+    def cancel_resting(self, symbol: str, client_order_id: str) -> Order:
+        """Cancel an open order as if from another session of the account (the web UI)."""
+        o = self.resting(symbol, client_order_id)
+        self._cancel(o, self._new_client_id())
+        return o
 
     # --- replay hooks (called for every replayed message that touches our orders) ------------
     def on_level(self, symbol: str, side: int, price: int, old: int, new: int) -> None:

@@ -19,11 +19,14 @@ import logging
 import time
 from collections.abc import Callable
 
+import msgspec
+
 from engine.book import Book
 from sim.fake_binance.capture import BBO, DEPTH, TRADE, Capture, Record
 from sim.fake_binance.exchange import Exchange
 from sim.fake_binance.streams import StreamHub
 from sim.fake_binance.symbols import SCALE, fmt
+from sim.fake_binance.ticker import TickerStats
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,8 @@ class Replayer:
             book.valid = True
             self.last_update_id[symbol] = snap.last_update_id
         self._names: dict[tuple[str, int], tuple[str, ...]] = {}
+        self.ticker = TickerStats(books)
+        self._ticker_names: dict[str, str] = {}
 
     @property
     def max_speed(self) -> bool:
@@ -196,11 +201,25 @@ class Replayer:
             if not silent:
                 self._publish_partial(rec.symbol)
         elif rec.kind == TRADE:
-            self.exchange.on_trade(rec.symbol, fx(rec.price), fx(rec.qty), rec.buyer_maker)
+            price, qty = fx(rec.price), fx(rec.qty)
+            self.exchange.on_trade(rec.symbol, price, qty, rec.buyer_maker)
+            ts = self.clock_ms() - (rec.event_ms - rec.trade_ms) if self.restamp else rec.trade_ms
+            self.ticker.on_trade(rec.symbol, price, qty, rec.seq, ts)
             if not silent:
                 self._publish(rec)
         elif rec.kind == BBO and not silent:
             self._publish(rec)
+        if not silent:
+            self._publish_ticker(rec.symbol)
+
+    def _publish_ticker(self, symbol: str) -> None:
+        name = self._ticker_names.get(symbol)
+        if name is None:
+            name = self._ticker_names[symbol] = symbol.lower() + "@ticker"
+        if self.hub.wanted(name):
+            now = self.clock_ms()
+            if self.ticker.due(symbol, now):
+                self.hub.publish(name, msgspec.json.encode(self.ticker.event(symbol, now)))
 
     def _take_drop(self, symbol: str) -> bool:
         for key in (symbol, None):

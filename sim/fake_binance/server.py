@@ -435,6 +435,28 @@ class FakeBinance:
         the book's): a venue handing out an implausible id."""
         self._bad_snapshots.extend([int(last_update_id)] * max(int(n), 0))
 
+    def fill_order(self, client_order_id: str, qty: str | None = None, symbol: str = "BTCUSDT") -> dict:
+        """Fill one of the account's open orders at its price (all that is left, or ``qty``, a
+        decimal string), as the market would; its answer is the order as ``GET /api/v3/order``
+        shows it. ``KeyError`` when it is not open."""
+        q = None if qty is None else _scaled("qty", qty)
+        return query_json(self.exchange.fill_resting(symbol, client_order_id, q))
+
+    def deposit(self, asset: str, amount: str) -> None:
+        """Add ``amount`` (a decimal string; negative: a withdrawal) to the free balance of
+        ``asset`` without telling anyone: no user-stream event (a transfer the node never hears of)."""
+        neg = amount.startswith("-")
+        units = _scaled("amount", amount[1:] if neg else amount)
+        bal = self.exchange.balances.setdefault(asset, [0, 0])
+        if neg and units > bal[0]:
+            raise ValueError(f"amount {amount}: only {fmt(bal[0])} {asset} free")
+        bal[0] += -units if neg else units
+
+    def cancel_order(self, client_order_id: str, symbol: str = "BTCUSDT") -> dict:
+        """Cancel one of the account's open orders from outside the client (``KeyError`` when it
+        is not open)."""
+        return query_json(self.exchange.cancel_resting(symbol, client_order_id))
+
     def server_shutdown(self, close_after: float = 1.0, repeat: int = 1) -> None:
         """Send ``serverShutdown`` (``repeat`` times: a burst) on every connection, then close those
         connections ``close_after`` s later (not the ones clients opened since)."""
@@ -541,6 +563,21 @@ class FakeBinance:
             "askQty": fmt(b.best_ask_size_fixed),
         }
 
+    def _ticker_price(self, params: dict[str, str]) -> dict | list:
+        ticker = self.replayer.ticker
+        if params.get("symbol"):
+            return ticker.price_json(self._symbol(params))
+        return [ticker.price_json(s) for s in self.specs]
+
+    def _avg_price(self, params: dict[str, str]) -> dict:
+        return self.replayer.ticker.avg_price_json(self._symbol(params), self.now_ms())
+
+    def _ticker_24hr(self, params: dict[str, str]) -> dict | list:
+        ticker, now = self.replayer.ticker, self.now_ms()
+        if params.get("symbol"):
+            return ticker.stats_json(self._symbol(params), now)
+        return [ticker.stats_json(s, now) for s in self.specs]
+
     # --- REST ---------------------------------------------------------------------------------
     def _routes(self, app: web.Application) -> None:
         ex = lambda: self.exchange  # noqa: E731 - the exchange is built at start
@@ -550,6 +587,9 @@ class FakeBinance:
         r.add_get("/api/v3/exchangeInfo", self._rest(self.exchange_info_json, 20))
         r.add_get("/api/v3/depth", self._rest(self.depth_json, self.depth_weight))
         r.add_get("/api/v3/ticker/bookTicker", self._rest(self.book_ticker_json, 2))
+        r.add_get("/api/v3/ticker/price", self._rest(self._ticker_price, lambda p: 2 if p.get("symbol") else 4))
+        r.add_get("/api/v3/ticker/24hr", self._rest(self._ticker_24hr, lambda p: 2 if p.get("symbol") else 80))
+        r.add_get("/api/v3/avgPrice", self._rest(self._avg_price, 2))
         r.add_get(
             "/api/v3/account",
             self._rest(lambda p: ex().account_json(p.get("omitZeroBalances") == "true"), 20, signed=True),
@@ -577,6 +617,7 @@ class FakeBinance:
         r.add_get("/ws-api/v3", self._ws_api)
         r.add_get("/_fake/status", self._admin)
         r.add_get("/_fake/orders", self._orders)
+        r.add_get("/_fake/trades", self._trades)
         r.add_post("/_fake/{action}", self._admin)
 
     async def _weight_headers(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -778,9 +819,20 @@ class FakeBinance:
         """Every order the fake's account ever placed, oldest first (tests: nothing sent twice)."""
         return web.json_response([query_json(o) for o in self.exchange.orders.values()])
 
+    async def _trades(self, request: web.Request) -> web.Response:
+        """Every trade of the fake's account, oldest first, with its order's client id (tests:
+        each one booked once)."""
+        out = [
+            {**t, "clientOrderId": o.client_order_id}
+            for (o, _), t in zip(self.exchange.trades, self.exchange.trade_list(), strict=True)
+        ]
+        return web.json_response(out)
+
     async def _admin(self, request: web.Request) -> web.Response:
         action = request.match_info.get("action", "status")
         q = request.query
+        if action in ("fill_order", "cancel_order", "deposit"):
+            return self._admin_order(action, q)
         try:
             if action == "status":
                 pass
@@ -823,6 +875,27 @@ class FakeBinance:
         except (KeyError, ValueError) as exc:
             return web.json_response({"error": f"bad parameters for {action}: {exc}"}, status=400)
         return web.json_response(self.status())
+
+    def _admin_order(self, action: str, q: Mapping[str, str]) -> web.Response:
+        if action == "deposit":
+            try:
+                self.deposit(q["asset"], q["amount"])
+            except (KeyError, ValueError) as exc:
+                return web.json_response({"error": f"bad parameters for deposit: {exc}"}, status=400)
+            return web.json_response(self.exchange.account_json(omit_zero=True))
+        cid, symbol = q.get("clientOrderId", ""), q.get("symbol", "BTCUSDT")
+        if not cid:
+            return web.json_response({"error": f"bad parameters for {action}: clientOrderId is required"}, status=400)
+        try:
+            if action == "fill_order":
+                order = self.fill_order(cid, q.get("qty"), symbol)
+            else:
+                order = self.cancel_order(cid, symbol)
+        except KeyError as exc:
+            return web.json_response({"error": str(exc.args[0])}, status=404)
+        except ValueError as exc:
+            return web.json_response({"error": f"bad parameters for {action}: {exc}"}, status=400)
+        return web.json_response(order)
 
 
 def parse_speed(speed: float | str) -> float:

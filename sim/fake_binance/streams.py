@@ -16,7 +16,8 @@ import msgspec
 
 from sim.fake_binance.connections import Connection
 
-_ID_STRING = re.compile(r"^[A-Za-z0-9]{1,36}$")
+# Binance's SDKs send UUIDs (36 characters with hyphens) as request ids
+_ID_STRING = re.compile(r"^[A-Za-z0-9-]{1,36}$")
 _METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 MAX_STREAMS = 1024
 _encode = msgspec.json.encode

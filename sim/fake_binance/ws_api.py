@@ -120,7 +120,9 @@ class WsApi:
         except (msgspec.DecodeError, UnicodeDecodeError):
             conn.send(self._reply(conn, req.id, 400, error=BinanceError(-1135, "Invalid JSON Request")))
             return
-        show = params.pop("returnRateLimits", None)
+        # Binance signs every parameter but ``signature``, returnRateLimits included, so it stays
+        # in ``params`` until the signature is checked
+        show = params.get("returnRateLimits")
         show_limits = None if show is None else show == "true"
         spec = METHODS.get(method)
         if spec is None:
@@ -147,6 +149,7 @@ class WsApi:
                 # the signature covers apiKey/timestamp/signature; the handlers never see them
                 for key in ("apiKey", "signature", "timestamp", "recvWindow"):
                     params.pop(key, None)
+            params.pop("returnRateLimits", None)
             result = self._dispatch(conn, method, params)
         except BinanceError as err:
             conn.send(self._reply(conn, req.id, err.status, error=err, orders=placing, show_limits=show_limits))

@@ -1,11 +1,14 @@
 """Binance account queries as the engine's ``AccountClient``: open orders, balances, our trades.
 
 REST, signed (``GET /api/v3/openOrders`` weight 6 per symbol, ``GET /api/v3/account`` 20,
-``GET /api/v3/myTrades`` 20, ``DELETE /api/v3/order`` 1; ``../shared/docs/venues.md`` §1.5), through
-the adapter's REST client and so through its weight limiter.
+``GET /api/v3/myTrades`` 20 per page of up to 1000, ``GET /api/v3/order`` 4, ``DELETE /api/v3/order``
+1; ``../shared/docs/venues.md`` §1.5), through the adapter's REST client and so through its weight
+limiter.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from engine.model import OrderStatus, OrderType, Side, TimeInForce
 from engine.venue.account import VenueBalance, VenueFill, VenueOrder
@@ -13,10 +16,11 @@ from venues.binance import decode as dec
 from venues.binance.errors import CANCEL_REJECTED, NO_SUCH_ORDER, BinanceApiError
 from venues.binance.filters import SymbolFilters
 from venues.binance.numbers import parse_fixed
-from venues.binance.rest import BinanceRest
+from venues.binance.rest import W_MY_TRADES, W_ORDER_QUERY, BinanceRest
 
 VENUE = "binance"
 MS = 1_000_000
+MY_TRADES_PAGE = 1000  # Binance's largest ``limit`` for myTrades
 _STATUS = {
     "NEW": OrderStatus.OPEN,
     "PENDING_NEW": OrderStatus.PENDING,
@@ -83,31 +87,48 @@ class BinanceAccount:
         return out
 
     async def recent_fills(self, symbol: str, since_ns: int) -> list[VenueFill]:
+        """Every trade of ours in ``symbol`` since ``since_ns`` (0: ever), oldest first, however
+        many: the first page by ``startTime``, the next ones by ``fromId`` (Binance refuses the
+        two together, and pages hold at most ``MY_TRADES_PAGE``)."""
         f = self.filters[symbol]
-        fills = []
-        for t in await self.rest.my_trades(f.wire, since_ns // MS):
-            qty = parse_fixed(t.qty)
-            price = parse_fixed(t.price)
-            commission = parse_fixed(t.commission) / 10**8
-            # the fee in quote currency, as in every ExecReport: a commission in base is worth its price
-            fee = commission * price / 10**8 if t.commission_asset == f.base else commission
-            fills.append(
-                VenueFill(
-                    venue=VENUE,
-                    symbol=symbol,
-                    client_order_id="",
-                    venue_order_id=str(t.order_id),
-                    trade_id=str(t.id),
-                    side=Side.BUY if t.is_buyer else Side.SELL,
-                    price=price,
-                    qty=qty,
-                    fee=fee,
-                    fee_asset=t.commission_asset,
-                    liquidity="maker" if t.is_maker else "taker",
-                    ts_event=t.time * MS,
-                )
-            )
-        return fills
+        params: dict[str, Any] = {"symbol": f.wire, "limit": MY_TRADES_PAGE}
+        if since_ns > 0:
+            params["startTime"] = since_ns // MS
+        else:  # from the first trade on: without a bound Binance lists the most recent ones
+            params["fromId"] = 0
+        fills: list[VenueFill] = []
+        seen: set[int] = set()
+        while True:
+            body = await self.rest.request("GET", "/api/v3/myTrades", params, signed=True, weight=W_MY_TRADES)
+            page = [t for t in dec.decode_my_trades(body) if t.id not in seen]
+            for t in page:
+                seen.add(t.id)
+                fills.append(self._fill(f, symbol, t))
+            if len(page) < MY_TRADES_PAGE:
+                return fills
+            params = {"symbol": f.wire, "limit": MY_TRADES_PAGE, "fromId": max(seen) + 1}
+
+    @staticmethod
+    def _fill(f: SymbolFilters, symbol: str, t: dec.MyTradeMsg) -> VenueFill:
+        qty = parse_fixed(t.qty)
+        price = parse_fixed(t.price)
+        commission = parse_fixed(t.commission) / 10**8
+        # the fee in quote currency, as in every ExecReport: a commission in base is worth its price
+        fee = commission * price / 10**8 if t.commission_asset == f.base else commission
+        return VenueFill(
+            venue=VENUE,
+            symbol=symbol,
+            client_order_id="",
+            venue_order_id=str(t.order_id),
+            trade_id=str(t.id),
+            side=Side.BUY if t.is_buyer else Side.SELL,
+            price=price,
+            qty=qty,
+            fee=fee,
+            fee_asset=t.commission_asset,
+            liquidity="maker" if t.is_maker else "taker",
+            ts_event=t.time * MS,
+        )
 
     async def query_order(self, symbol: str, client_order_id: str) -> VenueOrder | None:
         """One order as the venue knows it (``GET /api/v3/order``); None when it does not know it
@@ -120,6 +141,20 @@ class BinanceAccount:
                 return None
             raise
         return venue_order(m, symbol)
+
+    async def query_order_by_id(self, symbol: str, venue_order_id: str) -> VenueOrder | None:
+        """One order by Binance's order id (``GET /api/v3/order?orderId=``): what reconciliation asks
+        of a trade whose order it does not know (``myTrades`` names no client id). None when
+        Binance does not know it."""
+        f = self.filters[symbol]
+        params = {"symbol": f.wire, "orderId": int(venue_order_id)}
+        try:
+            body = await self.rest.request("GET", "/api/v3/order", params, signed=True, weight=W_ORDER_QUERY)
+        except BinanceApiError as exc:
+            if exc.code == NO_SUCH_ORDER:
+                return None
+            raise
+        return venue_order(dec.decode_order(body), symbol)
 
     async def cancel(self, order: VenueOrder) -> bool:
         f = self.filters[order.symbol]

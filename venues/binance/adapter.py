@@ -25,7 +25,7 @@ from venues.binance.account import BinanceAccount
 from venues.binance.capture import BinanceCapture
 from venues.binance.config import BinanceConfig, Credentials, load_config
 from venues.binance.decode import BookTop
-from venues.binance.errors import BAD_SYMBOL, BinanceApiError
+from venues.binance.errors import BAD_SYMBOL, BinanceApiError, BinanceError
 from venues.binance.execution import BinanceExecutionClient
 from venues.binance.feed import BinanceMarketData
 from venues.binance.filters import SymbolFilters, parse_filters, to_instrument
@@ -177,6 +177,7 @@ class BinanceAdapter:
         self.user_stream = BinanceUserStream(
             self.ws_api, self.execution.on_execution_report, on_balances, self.incident
         )
+        self.user_stream.on_subscribed.append(self._after_subscribe())
         self.ws_api.start()
         pool = self.rest.open_order_connections()
         try:
@@ -187,6 +188,32 @@ class BinanceAdapter:
         if rest_entry and pool is not None and not await pool.wait_ready(subscribe_timeout_s):
             self.log.warning("binance order connections not open yet; orders use the ordinary REST session")
         return self.execution
+
+    def _after_subscribe(self) -> Callable[[], None]:
+        """What to do when the user-data subscription is (back) in place: after a resubscribe,
+        ask Binance about our orders, since whatever they did while the stream was down was told
+        to nobody (``BinanceExecutionClient.reconcile`` books what they filled meanwhile)."""
+        first = True
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def catch_up() -> None:
+            if self.execution is None:
+                return
+            try:
+                await self.execution.reconcile()
+            except (BinanceError, ValueError) as exc:
+                self.log.warning(f"binance orders not reconciled after the user stream came back: {exc}")
+
+        def subscribed() -> None:
+            nonlocal first
+            if first:
+                first = False
+                return
+            task = asyncio.get_running_loop().create_task(catch_up())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        return subscribed
 
     def capture(self, out_dir: Path, symbols: list[str]) -> BinanceCapture:
         """The raw capture of ``hft record`` (``venues.binance.capture``); attach it to the feed."""
@@ -203,6 +230,8 @@ class BinanceAdapter:
         entry = None
         if self.execution is not None:
             entry = self.ws_api.connected if self.ws_api is not None and self.config.order_entry == "ws" else True
+            # fills arrive on the user-data subscription: until it is back, order entry is not whole
+            entry = entry and (self.user_stream is None or self.user_stream.subscribed.is_set())
         return VenueStatus(self.name, md, entry)
 
     async def start(

@@ -581,6 +581,23 @@ class BinanceExecutionClient:
         self.log.info(f"reconcile binance: {len(opens)} open orders")
         return opens
 
+    def track_adopted(self, order: Order) -> None:
+        """An order reconciliation took over (or booked fills of): later reports book only what it
+        fills beyond ``order.filled``. Fills are counted from the venue's cumulative quantity, so
+        without this the fills reconciliation booked would be booked again by the next report."""
+        f = self.filters.get(order.symbol)
+        if f is None:
+            return
+        track = self._tracks.get(order.client_order_id) or self._adopt(
+            order.client_order_id, f.wire, order.price, order.qty
+        )
+        if order.venue_order_id:
+            track.venue_order_id = order.venue_order_id
+        track.accepted = True
+        if order.filled > track.cum:
+            track.cum = order.filled
+            track.cum_quote = order.fill_cost // 10**8  # fill_cost is price x qty, both at scale 8
+
     # --- merging answers -----------------------------------------------------------------------
     def _adopt(self, cid: str, wire: str, price: int, qty: int) -> _Track:
         symbol = next((f.symbol for f in self.filters.values() if f.wire == wire), wire)

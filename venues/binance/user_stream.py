@@ -57,6 +57,8 @@ class BinanceUserStream:
         self.balances: dict[str, tuple[int, int]] = {}
         self._task: asyncio.Task[None] | None = None
         self._again = False
+        #: called each time a subscription is in place (the first, and after every resubscribe)
+        self.on_subscribed: list[Callable[[], None]] = []
         ws_api.on_event = self._on_event
         ws_api.on_connected.append(self._schedule_subscribe)
         ws_api.on_disconnected.append(self._on_disconnected)
@@ -97,6 +99,8 @@ class BinanceUserStream:
                 self._again = False
                 continue
             self.subscribed.set()
+            for callback in self.on_subscribed:
+                callback()
             return
 
     def _on_disconnected(self, reason: str) -> None:

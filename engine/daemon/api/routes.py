@@ -20,6 +20,8 @@ MAX_LIMIT = 10_000
 #: ops that wait for the venue answer later than a plain read; the bridge call waits this long
 SLOW_TIMEOUT_S = 15.0
 FAST_TIMEOUT_S = 5.0
+#: a whole account's reconciliation: open orders, trade history pages, order queries, the store
+RECONCILE_TIMEOUT_S = 60.0
 
 
 def _text(desc: str, max_len: int = 128) -> dict[str, Any]:
@@ -277,7 +279,7 @@ ROUTES: tuple[Route, ...] = (
         ("POST",),
         "/orders/{order_id}/reconcile",
         "order_reconcile",
-        "Update an order's local state from the exchange",
+        "Update an order's local state (and the database's) from the exchange",
         mutating=True,
         params=(Param("order_id", "path", ORDER_ID, True),),
         response=ORDER,
@@ -294,6 +296,29 @@ ROUTES: tuple[Route, ...] = (
                 "items": _obj("symbol", "strategy", "strategy_id", "exchange", "quantity", "avg_price", "notional_usd"),
             }
         ),
+    ),
+    Route(
+        ("POST",),
+        "/positions/reconcile",
+        "positions_reconcile",
+        "Reconcile positions, open orders and fills with the exchange and the database "
+        "(scripts/reconcile_positions.sh); drift halts the strategies trading it; the answer is the report",
+        mutating=True,
+        params=(Param("exchange", "query", EXCHANGE, True),),
+        response=_obj(
+            "exchange",
+            "mode",
+            "venue",
+            "store",
+            "summary",
+            "counts",
+            "drift",
+            "halted",
+            "report",
+            "positions",
+            "actions",
+        ),
+        timeout=RECONCILE_TIMEOUT_S,
     ),
     Route(("GET",), "/risk/summary", "risk_summary", "Risk limits, their current usage and trading_enabled"),
     Route(

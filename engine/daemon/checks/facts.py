@@ -191,8 +191,9 @@ def load_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def exchange_configs(config_path: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The venue configs the run config names (``exchange``/``exchanges``) and, beside them,
-    ``config/exchanges/*.json``; keyed by venue name."""
+    """The venue configs the run config names (``exchange``/``exchanges``), keyed by venue name;
+    when it names none, every ``config/exchanges/*.json`` beside it. A venue the system ships but
+    this config does not trade on is not the operator's concern (nor reachable, maybe)."""
     names: list[str] = []
     for key in ("exchange", "exchanges"):
         v = config.get(key)
@@ -205,7 +206,7 @@ def exchange_configs(config_path: Path, config: dict[str, Any]) -> dict[str, dic
             if p.is_file():
                 paths.append(p)
                 break
-    for base in bases[:2]:
+    for base in bases[:2] if not paths else ():
         d = base / "exchanges" if base == bases[0] else base / "config" / "exchanges"
         paths += sorted(d.glob("*.json")) if d.is_dir() else []
     out: dict[str, dict[str, Any]] = {}
@@ -350,6 +351,11 @@ def gather(
             used = running.get(venue, {}).get("endpoint") if isinstance(running.get(venue), dict) else None
             probe_cfg = {**cfg, "rest_url": used} if used else cfg
             f.venue_probes[venue] = venue_probe(venue, probe_cfg, from_daemon=bool(used))
+
+    if f.config is not None and (everything or "database" in want):
+        from engine.store.ops import probe_config
+
+        f.database = probe_config(cfg_path)
 
     f.prometheus_url = prometheus_url or os.environ.get("HFT_PROMETHEUS_URL") or None
     if f.prometheus_url and (everything or "monitoring" in want):

@@ -95,6 +95,7 @@ class Facts:
     prometheus_url: str | None = None
     prometheus_up: list[dict[str, Any]] | None = None  # up{job="hft_system"} result vector
     venue_probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # venue -> venue_probe()
+    database: list[dict[str, Any]] | str | None = None  # engine.store.ops.probe_config: checks, or why none
 
     def metric(self, name: str, **labels: str) -> list[dict[str, Any]]:
         """The metrics lines named ``name`` (with or without the ``hft_`` prefix) whose labels

@@ -720,8 +720,24 @@ def memory(f: Facts) -> list[Result]:
 # §2.3, §7 ---------------------------------------------------------------------------------------
 
 
+_DB_STATUS = {"PASS": PASS, "WARN": WARN, "FAIL": FAIL, "SKIP": SKIP}
+
+
 def database(f: Facts) -> list[Result]:
-    return [Result("database", "database", SKIP, "not configured: the database arrives with issue 15 (§2.3, §7)")]
+    """§2.3 (and §7.1/§7.2) against the store the config names, read-only: reachable and SELECT 1,
+    connections against max_connections, long-running queries, disk of a local data directory;
+    for the embedded DuckDB store, its file. The probe is ``engine.store.ops.probe_config``,
+    gathered into the facts as ``database``."""
+    probe = f.database
+    if probe is None:
+        return [Result("database", "database", SKIP, "not checked: no readable config names the store")]
+    if isinstance(probe, str):
+        return [Result("database", "database config", FAIL, probe, "§2.1: fix the config's database section")]
+    return [
+        Result("database", str(c.get("check")), _DB_STATUS.get(str(c.get("status")), WARN), str(c.get("detail")),
+               str(c.get("next_step") or ""))
+        for c in probe
+    ]  # fmt: skip
 
 
 # §8, §10.2 --------------------------------------------------------------------------------------

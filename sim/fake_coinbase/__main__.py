@@ -1,0 +1,5 @@
+import sys
+
+from sim.fake_coinbase.cli import main
+
+sys.exit(main())
