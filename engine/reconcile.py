@@ -906,7 +906,7 @@ async def _run_name(store: Any, run_id: str, run_dir: Path | None) -> str:
     (``Store.run``), else the run's manifest beside this run's directory; "" when unknown."""
     if not run_id:
         return ""
-    with contextlib.suppress(AttributeError, NotImplementedError, TypeError):
+    with contextlib.suppress(AttributeError, TypeError):  # a store without runs: the manifest says
         row = await _q(store, "run", run_id)
         if isinstance(row, dict) and row.get("name"):
             return str(row["name"])

@@ -182,6 +182,7 @@ async def test_order_entry_comes_back_after_a_disconnect(harness: VenueHarness) 
         await until(lambda: sink.of(o.client_order_id, ev.ACCEPTED), what="an order accepted after the reconnect")
         await h.fill(o.client_order_id, None, inst)
         await until(lambda: sink.filled(o.client_order_id) == o.qty, what="its fill reported")
+        assert len(sink.of(o.client_order_id, ev.ACCEPTED)) == 1  # accepted once, not again after the drop
     finally:
         await adapter.close()
 

@@ -18,7 +18,6 @@ from typing import TypeVar
 from engine.book import Book
 from engine.errors import ConfigError
 from engine.events import Incident, Trade
-from engine.logs import get_logger
 from engine.model import Instrument
 from engine.venue import ExecSink, FeedCallbacks, VenueStatus
 from venues.binance.account import BinanceAccount
@@ -35,7 +34,7 @@ from venues.binance.symbols import to_wire
 from venues.binance.user_stream import BinanceUserStream
 from venues.binance.warmup import warm_depth_path
 from venues.binance.ws_api import BinanceWsApi
-from venues.common.backoff import AttemptWindow
+from venues.common.adapter import AdapterBase, with_symbols
 from venues.common.loop import batches_writes
 
 T = TypeVar("T")
@@ -47,12 +46,11 @@ def open_adapter(
     """The registry's factory: the exchange config (``None``: the shipped one) for ``symbols``,
     keys from ``env`` (the process environment by default; none needed for market data)."""
     config = load_config(config_path) if config_path is not None else load_config()
-    if symbols:
-        config = dataclasses.replace(config, symbols=tuple(dict.fromkeys(symbols)))
+    config = with_symbols(config, symbols)
     return BinanceAdapter(config, config.credentials(env))
 
 
-class BinanceAdapter:
+class BinanceAdapter(AdapterBase[BinanceConfig, Credentials]):
     name = "binance"
     profile = PROFILE
 
@@ -62,14 +60,8 @@ class BinanceAdapter:
         credentials: Credentials | None = None,
         on_incident: Callable[[Incident], None] | None = None,
     ) -> None:
-        self.config = config
-        self.credentials = credentials
-        self.log = get_logger("exchanges")
-        self._on_incident = on_incident
+        super().__init__(config, credentials, on_incident)
         self.rest = BinanceRest(config, credentials, on_incident=self.incident)
-        # one connection-attempt budget per IP for every socket this adapter opens
-        rc = config.reconnect
-        self.attempts = AttemptWindow(rc.max_attempts_per_window, rc.window_s)
         self.filters: dict[str, SymbolFilters] = {}
         self.instruments: dict[str, Instrument] = {}
         self.feed: BinanceMarketData | None = None
@@ -81,13 +73,6 @@ class BinanceAdapter:
     def endpoint(self) -> str:
         """Where this adapter's requests go (for an operator's error lines)."""
         return self.config.rest_url
-
-    def set_incident_sink(self, on_incident: Callable[[Incident], None]) -> None:
-        self._on_incident = on_incident
-
-    def incident(self, inc: Incident) -> None:
-        if self._on_incident is not None:
-            self._on_incident(inc)
 
     async def load_instruments(self, symbols: list[str] | None = None) -> dict[str, Instrument]:
         """Measure the server clock and read the symbols' filters from exchangeInfo (default: the

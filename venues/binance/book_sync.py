@@ -76,6 +76,7 @@ from venues.binance.depth_apply import (
     scratch_for,
 )
 from venues.binance.numbers import MAX_WIRE, SCALE, bad_level
+from venues.common.book_sync import invalidate
 
 MS = 1_000_000
 #: the default ``max_id_jump``: about 700 times the largest message of the real BTCUSDT capture
@@ -426,16 +427,7 @@ class BookSync:
     # --- internals ---------------------------------------------------------------------------
     def _invalidate(self, reason: str) -> None:
         """The book stops being valid: ``on_invalid`` once per valid -> invalid transition."""
-        book = self.book
-        if not book.valid:
-            return
-        book.valid = False
-        cb = self._on_invalid
-        if cb is not None:
-            try:
-                cb(book, reason)
-            except Exception:
-                self.log.exception(f"on_book_invalid failed venue={self.venue} symbol={self.symbol} ({reason})")
+        invalidate(self.book, self._on_invalid, self.log, self.venue, self.symbol, reason)
 
     def _refuse(self, d: DepthDiff, kind: str, detail: str) -> None:
         """A diff no venue sends (``id_jump``, ``bad_level``): never applied, never buffered. The

@@ -9,18 +9,16 @@ replace them.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from engine.config import refuse_secrets, unknown_field
 from engine.errors import ConfigError
-from engine.logs import register_secret
 from venues.binance.symbols import is_canonical
 from venues.common.backoff import BackoffSettings
+from venues.common.config import RECONNECT_KEYS, Credentials, Reader, env_keys, read_json
 
 DEFAULT_PATH = Path("config/exchanges/binance.json")
 REST_URL = "https://api.binance.com"
@@ -47,15 +45,6 @@ class RateLimits:
 class Fees:
     maker: float = 0.001
     taker: float = 0.001
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    api_key: str
-    api_secret: str
-
-    def __repr__(self) -> str:  # never print the secret
-        return f"Credentials(api_key={self.api_key[:4]}..., api_secret=***)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +86,8 @@ class BinanceConfig:
 
     def credentials(self, env: Mapping[str, str] | None = None) -> Credentials | None:
         """Keys from the environment, or None when either is unset (market data needs none)."""
-        env = os.environ if env is None else env
-        key = env.get(self.api_key_env, "").strip()
-        secret = env.get(self.api_secret_env, "").strip()
-        if not key or not secret:
-            return None
-        register_secret(key, secret)  # masked in every log line from now on
-        return Credentials(key, secret)
+        keys = env_keys(env, self.api_key_env, self.api_secret_env)
+        return None if keys is None else Credentials(*keys)
 
     def require_credentials(self, env: Mapping[str, str] | None = None) -> Credentials:
         creds = self.credentials(env)
@@ -143,92 +127,25 @@ _TOP = {
 }
 
 
-class _Reader:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def fail(self, name: str, reason: str) -> ConfigError:
-        return ConfigError(self.path, f"{name}: {reason}")
-
-    def obj(self, data: Mapping[str, Any], name: str, allowed: set[str]) -> Mapping[str, Any]:
-        v = data.get(name, {})
-        if not isinstance(v, dict):
-            raise self.fail(name, f"must be an object, got {type(v).__name__}")
-        for k in v:
-            if k not in allowed:
-                raise self.fail(f"{name}.{k}", unknown_field(k, allowed))
-        return v
-
-    def num(self, data: Mapping[str, Any], name: str, default: float, lo: float, hi: float, label: str = "") -> float:
-        v = data.get(name, default)
-        label = label or name
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise self.fail(label, f"must be a number, got {v!r}")
-        if not lo <= v <= hi:
-            raise self.fail(label, f"must be between {lo} and {hi}, got {v}")
-        return float(v)
-
-    def int_(self, data: Mapping[str, Any], name: str, default: int, lo: int, hi: int, label: str = "") -> int:
-        v = data.get(name, default)
-        label = label or name
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise self.fail(label, f"must be an integer, got {v!r}")
-        if not lo <= v <= hi:
-            raise self.fail(label, f"must be between {lo} and {hi}, got {v}")
-        return v
-
-    def url(self, data: Mapping[str, Any], name: str, default: str, schemes: tuple[str, ...]) -> str:
-        v = data.get(name, default)
-        if not isinstance(v, str) or not v.startswith(schemes) or len(v) <= len(schemes[0]) + 3:
-            raise self.fail(name, f"must be a URL starting with {' or '.join(schemes)}, got {v!r}")
-        return v.rstrip("/")
-
-    def string(self, data: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...] = ()) -> str:
-        v = data.get(name, default)
-        if not isinstance(v, str) or not v:
-            raise self.fail(name, f"must be a non-empty string, got {v!r}")
-        if choices and v not in choices:
-            raise self.fail(name, f"must be one of {list(choices)}, got {v!r}")
-        return v
-
-
 def parse_config(
     data: Any, path: str = "<config>", overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
 ) -> BinanceConfig:
     """Validate a decoded config object; every problem is a ``ConfigError`` naming the field."""
-    r = _Reader(path)
-    if not isinstance(data, dict):
-        raise ConfigError(path, f"top level must be a JSON object, got {type(data).__name__}")
-    data = dict(data)
-    env = os.environ if env is None else env
-    refuse_secrets(data, path, "set BINANCE_API_KEY/BINANCE_API_SECRET in the environment")
-    for k in data:
-        if k not in _TOP:
-            raise r.fail(k, unknown_field(k, _TOP))
-    if data.get("venue", "binance") != "binance":
-        raise r.fail("venue", f"must be 'binance', got {data.get('venue')!r}")
-    for name, var in _ENDPOINT_ENV.items():
-        if env.get(var):
-            data[name] = env[var]
-    if overrides:
-        for k, v in overrides.items():
-            if k not in _TOP:
-                raise r.fail(k, "unknown override")
-            data[k] = v
+    r = Reader(path)
+    data = r.top(
+        data,
+        "binance",
+        _TOP,
+        "set BINANCE_API_KEY/BINANCE_API_SECRET in the environment",
+        _ENDPOINT_ENV,
+        overrides,
+        env,
+    )
 
-    symbols = data.get("symbols", ["BTC-USDT"])
-    if not isinstance(symbols, list) or not symbols:
-        raise r.fail("symbols", f'must be a non-empty list like ["BTC-USDT"], got {symbols!r}')
-    for s in symbols:
-        if not isinstance(s, str) or not is_canonical(s):
-            raise r.fail("symbols", f"{s!r} is not in BASE-QUOTE form (e.g. BTC-USDT)")
-    if len(set(symbols)) != len(symbols):
-        raise r.fail("symbols", "lists a symbol twice")
+    symbols = r.symbols(data, "BTC-USDT", is_canonical)
 
     ws = r.obj(data, "websocket", {"ping_interval_s", "ping_timeout_s", "max_connection_age_s"})
-    rc = r.obj(
-        data, "reconnect", {"initial_delay_s", "max_delay_s", "factor", "jitter", "max_attempts_per_window", "window_s"}
-    )
+    rc = r.obj(data, "reconnect", RECONNECT_KEYS)
     rl = r.obj(
         data,
         "rate_limits",
@@ -236,19 +153,7 @@ def parse_config(
     )
     fees = r.obj(data, "fees", {"maker", "taker"})
 
-    initial = r.num(rc, "initial_delay_s", 0.5, 0.0, 3600.0, "reconnect.initial_delay_s")
-    max_delay = r.num(rc, "max_delay_s", 30.0, 0.0, 3600.0, "reconnect.max_delay_s")
-    if max_delay < initial:
-        raise r.fail("reconnect.max_delay_s", f"must be >= reconnect.initial_delay_s ({initial}), got {max_delay}")
-    attempts = r.int_(rc, "max_attempts_per_window", 300, 1, 300, "reconnect.max_attempts_per_window")
-    backoff = BackoffSettings(
-        initial_s=initial,
-        max_s=max_delay,
-        factor=r.num(rc, "factor", 2.0, 1.0, 10.0, "reconnect.factor"),
-        jitter=r.num(rc, "jitter", 0.5, 0.0, 1.0, "reconnect.jitter"),
-        max_attempts_per_window=attempts,
-        window_s=r.num(rc, "window_s", 300.0, 1.0, 3600.0, "reconnect.window_s"),
-    )
+    backoff = r.backoff(rc, 300, 300, 300.0)
     use_ei = rl.get("use_exchange_info", True)
     if not isinstance(use_ei, bool):
         raise r.fail("rate_limits.use_exchange_info", f"must be true or false, got {use_ei!r}")
@@ -270,7 +175,7 @@ def parse_config(
         rest_url=r.url(data, "rest_url", REST_URL, ("https://", "http://")),
         ws_url=r.url(data, "ws_url", WS_URL, ("wss://", "ws://")),
         ws_api_url=r.url(data, "ws_api_url", WS_API_URL, ("wss://", "ws://")),
-        symbols=tuple(symbols),
+        symbols=symbols,
         api_key_env=r.string(data, "api_key_env", "BINANCE_API_KEY"),
         api_secret_env=r.string(data, "api_secret_env", "BINANCE_API_SECRET"),
         recv_window_ms=r.int_(data, "recv_window_ms", 5000, 1, 60000),
@@ -306,15 +211,4 @@ def load_config(
     env: Mapping[str, str] | None = None,
 ) -> BinanceConfig:
     """Read and validate the Binance config; ``ConfigError(path, "<field>: <reason>")`` on any problem."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(p), "file not found") from None
-    except OSError as exc:
-        raise ConfigError(str(p), f"cannot read: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(str(p), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    return parse_config(data, str(p), overrides, env)
+    return parse_config(read_json(path), str(Path(path)), overrides, env)

@@ -36,7 +36,7 @@ from engine.book import Book
 from engine.events import Incident, Trade
 from engine.logs import get_logger
 from engine.model import Instrument
-from engine.venue.feed import BookStatus, FeedStatus, OnBookInvalid
+from engine.venue.feed import OnBookInvalid
 from venues.binance.book_sync import BookSync
 from venues.binance.config import BinanceConfig
 from venues.binance.decode import BookTop, ControlReply, DepthDiff, MarketFrameDecoder, ServerShutdown
@@ -44,6 +44,7 @@ from venues.binance.errors import BinanceError, RateLimited
 from venues.binance.rest import BinanceRest
 from venues.binance.symbols import SymbolMap, to_stream, to_wire
 from venues.common.backoff import AttemptWindow, BackoffSettings, ExponentialBackoff, ReconnectPolicy
+from venues.common.feed import SocketFeed
 from venues.common.summary import Summary
 from venues.common.ws import ReconnectingWebSocket, WsSettings
 
@@ -58,7 +59,7 @@ def _ignore(_: object) -> None:
     return None
 
 
-class BinanceMarketData:
+class BinanceMarketData(SocketFeed):
     """The ``MarketDataFeed`` of Binance spot: market data for ``config.symbols``. ``instruments``
     maps canonical symbol -> Instrument.
 
@@ -159,9 +160,6 @@ class BinanceMarketData:
         return f"{self.config.ws_url}/stream?streams={'/'.join(self.streams)}"
 
     # --- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> asyncio.Task[None]:
-        return self.ws.start()
-
     async def stop(self) -> None:
         await self.ws.stop()
         self.summary.close()
@@ -172,13 +170,6 @@ class BinanceMarketData:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
 
-    def reconnect(self, reason: str = "operator request") -> None:
-        self.ws.reconnect_now(reason)
-
-    def resync(self, symbol: str, reason: str = "operator request") -> None:
-        """Rebuild one book from a fresh snapshot (the operator API's snapshot endpoint)."""
-        self.syncs[symbol].resync(reason, time.time_ns())
-
     def top(self, symbol: str) -> BookTop | None:
         """The latest bookTicker of ``symbol`` (None before the first, or when it is malformed:
         then counted and logged like any malformed frame)."""
@@ -187,30 +178,6 @@ class BinanceMarketData:
             return None
         ev = self.decoder.decode(*got)
         return ev if type(ev) is BookTop else None
-
-    @property
-    def connected(self) -> bool:
-        return self.ws.connected.is_set()
-
-    def status(self) -> FeedStatus:
-        return FeedStatus(
-            VENUE,
-            self.connected,
-            self.ws.connects,
-            tuple(
-                BookStatus(
-                    sym,
-                    sync.state,
-                    self.books[sym].valid,
-                    sync.stale,
-                    self.books[sym].update_id,
-                    sync.last_recv_ns,
-                    sync.gaps,
-                    sync.resyncs,
-                )
-                for sym, sync in self.syncs.items()
-            ),
-        )
 
     def warm(self) -> None:
         """``BookSync.warm`` for every book: the path warmer's (``engine.warm``) part of the feed."""
@@ -222,18 +189,10 @@ class BinanceMarketData:
         for sym in self.config.symbols:
             for channel, stream in CHANNELS:
                 self.log.info(f"Subscribed to binance:{sym}:{channel} (subscribe {to_stream(sym)}@{stream})")
-        if self.ws.connects > 1:
-            self.on_incident(
-                Incident(time.time_ns(), VENUE, "", "reconnect", f"market data connection {self.ws.connects}")
-            )
+        self._report_reconnect()
 
     def _on_close(self, reason: str) -> None:
-        now = time.time_ns()
-        ours = self.ws.stopping  # the session is stopping: no incident, no on_book_invalid
-        for sync in self.syncs.values():
-            sync.reset("disconnected", notify=not ours)
-        if not ours:
-            self.on_incident(Incident(now, VENUE, "", "disconnect", f"market data: {reason}"))
+        self._disconnected(reason)
 
     def _on_tick(self, now_ns: int) -> None:
         for sync in self.syncs.values():

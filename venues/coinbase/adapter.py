@@ -17,7 +17,6 @@ from pathlib import Path
 from engine.book import Book
 from engine.errors import ConfigError
 from engine.events import Incident
-from engine.logs import get_logger
 from engine.messages import SYMBOL_NOT_FOUND
 from engine.model import Instrument
 from engine.venue import ExecSink, FeedCallbacks, VenueStatus
@@ -32,7 +31,7 @@ from venues.coinbase.profile import PROFILE
 from venues.coinbase.rest import CoinbaseRest
 from venues.coinbase.symbols import to_wire
 from venues.coinbase.user_stream import CoinbaseUserStream
-from venues.common.backoff import AttemptWindow
+from venues.common.adapter import AdapterBase, with_symbols
 
 
 def open_adapter(
@@ -41,12 +40,11 @@ def open_adapter(
     """The registry's factory: the exchange config (``None``: the shipped one) for ``symbols``, keys
     from ``env`` (the process environment by default; none needed for market data)."""
     config = load_config(config_path) if config_path is not None else load_config()
-    if symbols:
-        config = dataclasses.replace(config, symbols=tuple(dict.fromkeys(symbols)))
+    config = with_symbols(config, symbols)
     return CoinbaseAdapter(config, config.credentials(env))
 
 
-class CoinbaseAdapter:
+class CoinbaseAdapter(AdapterBase[CoinbaseConfig, Credentials]):
     name = "coinbase"
     profile = PROFILE
 
@@ -56,25 +54,13 @@ class CoinbaseAdapter:
         credentials: Credentials | None = None,
         on_incident: Callable[[Incident], None] | None = None,
     ) -> None:
-        self.config = config
-        self.credentials = credentials
-        self.log = get_logger("exchanges")
-        self._on_incident = on_incident
+        super().__init__(config, credentials, on_incident)
         self.rest = CoinbaseRest(config, credentials, on_incident=self.incident)
-        rc = config.reconnect
-        self.attempts = AttemptWindow(rc.max_attempts_per_window, rc.window_s)
         self.rules: dict[str, ProductRules] = {}
         self.instruments: dict[str, Instrument] = {}
         self.feed: CoinbaseMarketData | None = None
         self.execution: CoinbaseExecutionClient | None = None
         self.user_stream: CoinbaseUserStream | None = None
-
-    def set_incident_sink(self, on_incident: Callable[[Incident], None]) -> None:
-        self._on_incident = on_incident
-
-    def incident(self, inc: Incident) -> None:
-        if self._on_incident is not None:
-            self._on_incident(inc)
 
     async def load_instruments(self, symbols: list[str] | None = None) -> dict[str, Instrument]:
         """Each product's rules from ``GET /products/{id}`` (and the server clock from ``/time``)."""

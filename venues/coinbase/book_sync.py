@@ -37,6 +37,7 @@ from engine.logs import get_logger
 from engine.messages import MARKET_DATA_SEQUENCE_GAP
 from engine.venue.feed import OnBookInvalid, OnLevels
 from venues.coinbase.decode import L2Message
+from venues.common.book_sync import invalidate
 
 IDLE = "idle"  # not subscribed
 SUBSCRIBING = "subscribing"  # subscribed, waiting for the snapshot
@@ -218,16 +219,7 @@ class BookSync:
         self.resync("bad level", m.ts_recv, notify=False)
 
     def _invalidate(self, reason: str) -> None:
-        book = self.book
-        if not book.valid:
-            return
-        book.valid = False
-        cb = self._on_invalid
-        if cb is not None:
-            try:
-                cb(book, reason)
-            except Exception:
-                self.log.exception(f"on_book_invalid failed venue={self.venue} symbol={self.symbol} ({reason})")
+        invalidate(self.book, self._on_invalid, self.log, self.venue, self.symbol, reason)
 
     def _incident(self, ts: int, kind: str, detail: str, value: float = 0.0) -> None:
         self._on_incident(Incident(ts, self.venue, self.symbol, kind, detail, value))

@@ -14,7 +14,6 @@ replace them. Every problem is a
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,9 +22,9 @@ from typing import Any
 
 from engine.config import Section, refuse_secrets
 from engine.errors import ConfigError
-from engine.logs import register_secret
 from venues.coinbase.symbols import is_product_id
 from venues.common.backoff import BackoffSettings
+from venues.common.config import RECONNECT_KEYS, apply_endpoints, env_keys, read_json
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "config" / "exchanges" / "coinbase.json"
 REST_URL = "https://api.exchange.coinbase.com"
@@ -92,14 +91,8 @@ class CoinbaseConfig:
 
     def credentials(self, env: Mapping[str, str] | None = None) -> Credentials | None:
         """Keys from the environment, or None when any is unset (market data needs none)."""
-        env = os.environ if env is None else env
-        key = env.get(self.api_key_env, "").strip()
-        secret = env.get(self.api_secret_env, "").strip()
-        phrase = env.get(self.api_passphrase_env, "").strip()
-        if not key or not secret or not phrase:
-            return None
-        register_secret(key, secret, phrase)  # masked in every log line from now on
-        return Credentials(key, secret, phrase)
+        keys = env_keys(env, self.api_key_env, self.api_secret_env, self.api_passphrase_env)
+        return None if keys is None else Credentials(*keys)
 
     def require_credentials(self, env: Mapping[str, str] | None = None) -> Credentials:
         creds = self.credentials(env)
@@ -156,14 +149,7 @@ def parse_config(
     refuse_secrets(data, path, "set COINBASE_API_KEY/COINBASE_API_SECRET/COINBASE_API_PASSPHRASE in the environment")
     top.known(_TOP)
     data = dict(data)
-    env = os.environ if env is None else env
-    for name, var in _ENDPOINT_ENV.items():
-        if env.get(var):
-            data[name] = env[var]
-    for k, v in (overrides or {}).items():
-        if k not in _TOP:
-            raise ConfigError(path, f"{k}: unknown override")
-        data[k] = v
+    apply_endpoints(data, path, _ENDPOINT_ENV, overrides, _TOP, env)
     top = Section(data, path)
     if data.get("venue", "coinbase") != "coinbase":
         raise top.fail("venue", f"must be 'coinbase', got {data.get('venue')!r}")
@@ -178,7 +164,7 @@ def parse_config(
     ws = top.section("websocket")
     ws.known(("ping_interval_s", "ping_timeout_s"))
     rc = top.section("reconnect")
-    rc.known(("initial_delay_s", "max_delay_s", "factor", "jitter", "max_attempts_per_window", "window_s"))
+    rc.known(RECONNECT_KEYS)
     rl = top.section("rate_limits")
     rl.known(("private_per_s", "private_burst", "public_per_s", "public_burst", "safety_margin"))
     fees = top.section("fees")
@@ -230,15 +216,4 @@ def load_config(
     env: Mapping[str, str] | None = None,
 ) -> CoinbaseConfig:
     """Read and validate the Coinbase config; ``ConfigError(path, "<field>: <reason>")`` on any problem."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(p), "file not found") from None
-    except OSError as exc:
-        raise ConfigError(str(p), f"cannot read: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(str(p), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    return parse_config(data, str(p), overrides, env)
+    return parse_config(read_json(path), str(Path(path)), overrides, env)

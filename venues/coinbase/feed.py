@@ -21,7 +21,6 @@ sends on subscribe is history and is not passed on.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -31,12 +30,13 @@ from engine.events import Incident, Trade
 from engine.logs import get_logger
 from engine.messages import SYMBOL_NOT_FOUND
 from engine.model import Instrument
-from engine.venue.feed import BookStatus, FeedStatus, OnBookInvalid
+from engine.venue.feed import OnBookInvalid
 from venues.coinbase.book_sync import SUBSCRIBING, BookSync, SequenceCheck
 from venues.coinbase.config import CoinbaseConfig
 from venues.coinbase.decode import ErrorFrame, Heartbeat, MarketFrameDecoder, Subscriptions, TradeBatch
 from venues.coinbase.errors import guide_reason
 from venues.common.backoff import AttemptWindow, ReconnectPolicy
+from venues.common.feed import SocketFeed
 from venues.common.summary import Summary
 from venues.common.ws import ReconnectingWebSocket, WsSettings
 
@@ -55,7 +55,7 @@ def subscribe_message(channel: str, product_ids: list[str] | None, kind: str = "
     return json.dumps(msg, separators=(",", ":")).encode()
 
 
-class CoinbaseMarketData:
+class CoinbaseMarketData(SocketFeed):
     """The ``MarketDataFeed`` of Coinbase: ``books`` (canonical symbol -> the engine's book) kept in
     sync from Advanced Trade's level2 channel."""
 
@@ -125,42 +125,9 @@ class CoinbaseMarketData:
         )
 
     # --- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> asyncio.Task[None]:
-        return self.ws.start()
-
     async def stop(self) -> None:
         await self.ws.stop()
         self.summary.close()
-
-    def reconnect(self, reason: str = "operator request") -> None:
-        self.ws.reconnect_now(reason)
-
-    def resync(self, symbol: str, reason: str = "operator request") -> None:
-        self.syncs[symbol].resync(reason, time.time_ns())
-
-    @property
-    def connected(self) -> bool:
-        return self.ws.connected.is_set()
-
-    def status(self) -> FeedStatus:
-        return FeedStatus(
-            VENUE,
-            self.connected,
-            self.ws.connects,
-            tuple(
-                BookStatus(
-                    sym,
-                    sync.state,
-                    self.books[sym].valid,
-                    sync.stale,
-                    self.books[sym].update_id,
-                    sync.last_recv_ns,
-                    sync.gaps,
-                    sync.resyncs,
-                )
-                for sym, sync in self.syncs.items()
-            ),
-        )
 
     def warm(self) -> None:
         """Nothing compiled on this feed's path to warm."""
@@ -179,10 +146,7 @@ class CoinbaseMarketData:
             self.ws.send_now(subscribe_message(channel, ids))
             for sym in products:
                 self.log.info(f"Subscribed to coinbase:{sym}:{channel}")
-        if self.ws.connects > 1:
-            self.on_incident(
-                Incident(time.time_ns(), VENUE, "", "reconnect", f"market data connection {self.ws.connects}")
-            )
+        self._report_reconnect()
 
     def _resubscribe(self, *symbols: str) -> None:
         """Unsubscribe + subscribe ``level2`` for ``symbols``: Coinbase answers with a new snapshot."""
@@ -196,12 +160,7 @@ class CoinbaseMarketData:
             self.syncs[s].subscribing()
 
     def _on_close(self, reason: str) -> None:
-        now = time.time_ns()
-        ours = self.ws.stopping
-        for sync in self.syncs.values():
-            sync.reset("disconnect", notify=not ours)
-        if not ours:
-            self.on_incident(Incident(now, VENUE, "", "disconnect", f"market data: {reason}"))
+        self._disconnected(reason, "disconnect")
 
     def _on_tick(self, now_ns: int) -> None:
         for sync in self.syncs.values():

@@ -9,18 +9,16 @@ trading ``connect_execution`` and ``account``.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from engine.book import Book
 from engine.errors import ConfigError
 from engine.events import Incident
-from engine.logs import get_logger
 from engine.messages import SYMBOL_NOT_FOUND
 from engine.model import Instrument
 from engine.venue import ExecSink, FeedCallbacks, VenueStatus
-from venues.common.backoff import AttemptWindow
+from venues.common.adapter import AdapterBase, with_symbols
 from venues.kraken.account import KrakenAccount
 from venues.kraken.capture import KrakenCapture
 from venues.kraken.config import Credentials, KrakenConfig, load_config
@@ -40,12 +38,11 @@ def open_adapter(
     """The registry's factory: the exchange config (``None``: the shipped one) for ``symbols``,
     keys from ``env`` (the process environment by default; none needed for market data)."""
     config = load_config(config_path, env=env) if config_path is not None else load_config(env=env)
-    if symbols:
-        config = dataclasses.replace(config, symbols=tuple(dict.fromkeys(symbols)))
+    config = with_symbols(config, symbols)
     return KrakenAdapter(config, config.credentials(env))
 
 
-class KrakenAdapter:
+class KrakenAdapter(AdapterBase[KrakenConfig, Credentials]):
     name = "kraken"
     profile = PROFILE
 
@@ -56,24 +53,12 @@ class KrakenAdapter:
         on_incident: Callable[[Incident], None] | None = None,
         nonces: NonceSource | None = None,
     ) -> None:
-        self.config = config
-        self.credentials = credentials
-        self.log = get_logger("exchanges")
-        self._on_incident = on_incident
+        super().__init__(config, credentials, on_incident)
         self.rest = KrakenRest(config, credentials, on_incident=self.incident, nonces=nonces)
-        rc = config.reconnect
-        self.attempts = AttemptWindow(rc.max_attempts_per_window, rc.window_s)
         self.rules: dict[str, PairRules] = {}
         self.instruments: dict[str, Instrument] = {}
         self.feed: KrakenMarketData | None = None
         self.execution: KrakenExecutionClient | None = None
-
-    def set_incident_sink(self, on_incident: Callable[[Incident], None]) -> None:
-        self._on_incident = on_incident
-
-    def incident(self, inc: Incident) -> None:
-        if self._on_incident is not None:
-            self._on_incident(inc)
 
     async def load_instruments(self, symbols: list[str] | None = None) -> dict[str, Instrument]:
         wanted = list(symbols) if symbols else list(self.config.symbols)

@@ -37,6 +37,7 @@ from engine.events import Incident
 from engine.logs import get_logger
 from engine.messages import MARKET_DATA_SEQUENCE_GAP
 from engine.venue.feed import OnBookInvalid, OnLevels
+from venues.common.book_sync import invalidate
 from venues.kraken.decode import BookData, Level, to_fixed, ts_ns
 
 IDLE = "idle"
@@ -320,16 +321,7 @@ class BookSync:
         self._request_snapshot(self.generation)
 
     def _invalidate(self, reason: str) -> None:
-        book = self.book
-        if not book.valid:
-            return
-        book.valid = False
-        cb = self._on_invalid
-        if cb is not None:
-            try:
-                cb(book, reason)
-            except Exception:
-                self.log.exception(f"on_book_invalid failed venue=kraken symbol={self.symbol} ({reason})")
+        invalidate(self.book, self._on_invalid, self.log, self.venue, self.symbol, reason)
 
     def _incident(self, ts: int, kind: str, detail: str, value: float = 0.0) -> None:
         self._on_incident(Incident(ts, self.venue, self.symbol, kind, detail, value))

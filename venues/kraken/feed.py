@@ -15,18 +15,17 @@ Trades reach ``on_trade`` only while their book is valid and within ``trade_band
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import time
 from collections.abc import Callable
 
 from engine.book import Book
 from engine.events import Incident, Trade
 from engine.logs import get_logger
 from engine.model import Instrument
-from engine.venue.feed import BookStatus, FeedStatus, OnBookInvalid, OnLevels
+from engine.venue.feed import OnBookInvalid, OnLevels
 from venues.common.backoff import AttemptWindow, ReconnectPolicy
+from venues.common.feed import SocketFeed
 from venues.common.ws import ReconnectingWebSocket, WsSettings
 from venues.kraken import decode as kd
 from venues.kraken.book_sync import BookSync
@@ -41,7 +40,7 @@ def _ignore(_: object) -> None:
     return None
 
 
-class KrakenMarketData:
+class KrakenMarketData(SocketFeed):
     """The ``MarketDataFeed`` of Kraken spot for ``books``' pairs (canonical symbol -> engine book)."""
 
     def __init__(
@@ -112,41 +111,8 @@ class KrakenMarketData:
         self._band_k = config.trade_band_pct / 100.0
 
     # --- lifecycle ---------------------------------------------------------------------------------
-    def start(self) -> asyncio.Task[None]:
-        return self.ws.start()
-
     async def stop(self) -> None:
         await self.ws.stop()
-
-    def reconnect(self, reason: str = "operator request") -> None:
-        self.ws.reconnect_now(reason)
-
-    def resync(self, symbol: str, reason: str = "operator request") -> None:
-        self.syncs[symbol].resync(reason, time.time_ns())
-
-    @property
-    def connected(self) -> bool:
-        return self.ws.connected.is_set()
-
-    def status(self) -> FeedStatus:
-        return FeedStatus(
-            VENUE,
-            self.connected,
-            self.ws.connects,
-            tuple(
-                BookStatus(
-                    sym,
-                    sync.state,
-                    self.books[sym].valid,
-                    sync.stale,
-                    self.books[sym].update_id,
-                    sync.last_recv_ns,
-                    sync.gaps,
-                    sync.resyncs,
-                )
-                for sym, sync in self.syncs.items()
-            ),
-        )
 
     def warm(self) -> None:
         return None
@@ -189,17 +155,10 @@ class KrakenMarketData:
         for sym in symbols:
             self.log.info(f"Subscribed to kraken:{sym}:orderbook (book depth {self.config.book_depth})")
             self.log.info(f"Subscribed to kraken:{sym}:trades")
-        if self.ws.connects > 1:
-            self.on_incident(
-                Incident(time.time_ns(), VENUE, "", "reconnect", f"market data connection {self.ws.connects}")
-            )
+        self._report_reconnect()
 
     def _on_close(self, reason: str) -> None:
-        ours = self.ws.stopping
-        for sync in self.syncs.values():
-            sync.reset("disconnected", notify=not ours)
-        if not ours:
-            self.on_incident(Incident(time.time_ns(), VENUE, "", "disconnect", f"market data: {reason}"))
+        self._disconnected(reason)
 
     def _on_tick(self, now_ns: int) -> None:
         for sync in self.syncs.values():
