@@ -372,3 +372,20 @@ def test_check_exchange_status_covers_every_venue(fakes: Fakes, tmp_path: Path) 
     for venue in VENUES:
         assert f"{venue}: venue up" in p.stdout, p.stdout
     assert p.returncode == 1  # no daemon answered
+
+
+def test_check_exchange_status_reads_krakens_system_status(fakes: Fakes, tmp_path: Path) -> None:
+    """Kraken says maintenance (or cancel_only, post_only) in SystemStatus with an HTTP 200: the
+    script must read the answer, not only the status code (guide §8.4)."""
+    env = clean_env(**{k: val for v in fakes.venues.values() for k, val in v.env.items() if k.endswith("_REST_URL")})
+    cfg = tmp_path / "production.json"
+    cfg.write_text("{}")
+    fakes.kraken.set_system_status("maintenance")
+    try:
+        p = run("check_exchange_status.sh", "--url", "http://127.0.0.1:9", "--config", str(cfg), env=env)
+    finally:
+        fakes.kraken.set_system_status("online")
+    assert "kraken: venue in MAINTENANCE: system status: maintenance" in p.stdout, p.stdout
+    assert "binance: venue up" in p.stdout and "coinbase: venue up" in p.stdout
+    p = run("check_exchange_status.sh", "--url", "http://127.0.0.1:9", "--config", str(cfg), env=env)
+    assert "kraken: venue up: system status: online" in p.stdout, p.stdout

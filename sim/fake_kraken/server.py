@@ -124,6 +124,8 @@ class FakeKraken:
         self._rate_limit_next = 0
         self._outage_until = 0.0
         self.clock_skew_ms = 0
+        #: what SystemStatus answers: online | maintenance | cancel_only | post_only (Kraken's words)
+        self.system_status = "online"
         self.ack_delay_ms = 0
         self.lose_acks = 0
         self._started = asyncio.Event()
@@ -425,7 +427,7 @@ class FakeKraken:
                 {"unixtime": ns // 1_000_000_000, "rfc1123": time.strftime("%a, %d %b %y %H:%M:%S +0000")}
             )
         if method == "SystemStatus":
-            return self._answer({"status": "online", "timestamp": rfc3339(self.now_ns())[:19] + "Z"})
+            return self._answer({"status": self.system_status, "timestamp": rfc3339(self.now_ns())[:19] + "Z"})
         if method == "Assets":
             assets: dict[str, dict] = {}
             for spec in self.specs.values():
@@ -531,6 +533,10 @@ class FakeKraken:
 
     def set_clock_skew(self, ms: int) -> None:
         self.clock_skew_ms = ms
+
+    def set_system_status(self, status: str) -> None:
+        """What ``SystemStatus`` says from now on (maintenance: Kraken's scheduled downtime)."""
+        self.system_status = status
 
     def set_ack_delay(self, ms: int) -> None:
         self.ack_delay_ms = ms

@@ -400,7 +400,19 @@ def venue_probe(venue: str, cfg: dict[str, Any], from_daemon: bool = False) -> d
                 out["detail"] = f"system status: {doc.get('msg', doc.get('status'))}"
         except (HttpError, json.JSONDecodeError, AttributeError):
             pass
-    ping = {"binance": "/api/v3/ping", "coinbase": "/time", "kraken": "/0/public/SystemStatus"}.get(venue, "")
+    elif venue == "kraken":
+        # /0/public/SystemStatus: {"result": {"status": "online" | "maintenance" | "cancel_only" |
+        # "post_only"}}; anything but online restricts trading, which is what §8.4 asks about
+        try:
+            code, body = http_get(f"{base}/0/public/SystemStatus", accept="application/json")
+            if code == 200:
+                status = (json.loads(body).get("result") or {}).get("status")
+                if status:
+                    out["maintenance"] = status != "online"
+                    out["detail"] = f"system status: {status}"
+        except (HttpError, json.JSONDecodeError, AttributeError):
+            pass
+    ping = {"binance": "/api/v3/ping", "coinbase": "/time", "kraken": "/0/public/Time"}.get(venue, "")
     url = f"{base}{ping}"
     t0 = time.perf_counter()
     try:
