@@ -43,6 +43,7 @@ from hftbacktest import (
     TRADE_EVENT,
     BacktestAsset,
     HashMapMarketDepthBacktest,
+    ROIVectorMarketDepthBacktest,
     event_dtype,
 )
 from hftbacktest.data import correct_event_order, correct_local_timestamp, validate_event_order
@@ -226,6 +227,14 @@ def build(events: np.ndarray, args: argparse.Namespace):
         .last_trades_capacity(0)
     )
     asset = asset.partial_fill_exchange() if args.exchange == "partial" else asset.no_partial_fill_exchange()
+    if args.depth == "roivector":
+        # the range of interest: every traded price, 1% either side (hftbacktest's examples keep
+        # it narrow; a range over the snapshots' deepest levels makes its best-price scans long)
+        kind = events["ev"] & np.uint64(fe.KIND_MASK)
+        px = events["px"][(kind == TRADE_EVENT) & np.isfinite(events["px"]) & (events["px"] > 0)]
+        lo, hi = (float(px.min()), float(px.max())) if len(px) else (args.tick, 1.0)
+        asset = asset.roi_lb(max(lo * 0.99, args.tick)).roi_ub(hi * 1.01)
+        return ROIVectorMarketDepthBacktest([asset])
     return HashMapMarketDepthBacktest([asset])
 
 
@@ -272,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gtc", dest="post_only", action="store_false", help="GTC instead of post-only (GTX)")
     ap.add_argument("--exchange", choices=("nopartial", "partial"), default="nopartial")
     ap.add_argument("--act-on-trades", action="store_true")
+    ap.add_argument(
+        "--depth", choices=("hashmap", "roivector"), default="hashmap", help="hftbacktest's depth structure"
+    )
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--trace", type=Path, help="write every submit's (local time, side, price tick) here (.npy)")
     args = ap.parse_args(argv)

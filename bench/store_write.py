@@ -8,18 +8,26 @@ Three measurements, each printed with its rate and the process's peak memory:
 
 1. **ticks/s by COPY**: event-log ``market`` rows into ``market_data_ticks``, (a) straight through
    ``PgStore.copy_ticks`` in the batches the service sends (5,000 rows), (b) end to end through
-   ``StoreService`` (hand-off, bounded queue, batching, COPY on its own thread): rows handed over
-   as fast as the service takes them, timed until the last is committed.
-2. **fills/s**: fills through ``StoreService``: each hand-off framed into the journal (one write
-   and one fsync per wake-up), then written to ``fills`` in batches; timed until all are committed
-   and the watermark has moved past them.
+   the store service (hand-off, bounded queue, batching, COPY), once with the writer thread
+   (``database.writer: "thread"``) and once with the writer process (``"process"``: the sender
+   thread encodes and pipes, the child writes): rows handed over as fast as the service takes
+   them, timed until the last is committed.
+2. **fills/s**: fills through the same two services: each hand-off framed into the journal (one
+   write and one fsync per wake-up), then written to ``fills`` in batches; timed until all are
+   committed and the watermark has moved past them.
 3. **hot path, with and without a store writing**: ``bench.hot_path`` (fake Binance in a child
-   process, the real feed, engine and WS API order socket, event log on) in this process three
-   times: alone; while a ``StoreService`` thread in this process takes a steady ``--load-ticks``
-   ticks/s and ``--load-fills`` fills/s (defaults 10,000 and 200: above what a trading process
-   hands over, the hot path's own event log included); and, as the control, while the same load
-   goes through a ``StoreService`` in a child process (the database path's CPU on this 2-core
-   machine without sharing this interpreter's lock). The three percentile sets are printed.
+   process, the real feed, engine and WS API order socket, event log on) in this process, in
+   alternating cycles of the ``--variants``: ``alone``; ``thread``, while the writer thread in
+   this process takes a steady ``--load-ticks`` ticks/s and ``--load-fills`` fills/s (defaults
+   10,000 and 200: above what a trading process hands over, the hot path's own event log
+   included) from a feeding thread here; ``writer``, the same load handed by the feeding thread
+   here to the writer process (``engine.store.writer_process``: what ships for PostgreSQL); and
+   ``process``, the control, where the feeding and a writer thread both run in a child process
+   (nothing of the store in this interpreter). The percentile sets are printed, each run and the
+   medians; the ``writer`` runs also print the sender thread's encoding cost (CPU time).
+
+Between 2 and 3 it prints what the writer process costs the trading interpreter per hand-off
+(``handoff_costs``: ``tap``, and the sender's encoding of a batch, msgpack against pickle).
 
 ``--pg`` starts a PostgreSQL of its own (``tests/pg.py``, the test suite's server, with
 ``fsync`` and ``synchronous_commit`` switched back on so the figures are a durable server's);
@@ -138,8 +146,14 @@ async def copy_direct(settings: StoreSettings, n: int) -> float:
         await store.close()
 
 
-def through_service(settings: StoreSettings, ticks: int, fills: int) -> tuple[float, float, dict]:
-    s = replace(settings, queue_rows=max(ticks, 1) * 2, batch_rows=5000, journal_dir=settings.journal_dir / "a")
+def through_service(settings: StoreSettings, ticks: int, fills: int, writer: str) -> tuple[float, float, dict]:
+    s = replace(
+        settings,
+        queue_rows=max(ticks, 1) * 2,
+        batch_rows=5000,
+        journal_dir=settings.journal_dir / f"a-{writer}",
+        writer=writer,
+    )
     svc = StoreService(s).open_sync()
     try:
         rows = market_rows(min(ticks, 100_000))
@@ -153,7 +167,7 @@ def through_service(settings: StoreSettings, ticks: int, fills: int) -> tuple[fl
             sent += len(part)
         assert svc.flush_sync(600), "ticks not written in 10 minutes"
         tick_rate = ticks / (time.perf_counter() - t)
-        frows = fill_rows(fills)
+        frows = fill_rows(fills, base=next(_LOADS) * 1_000_000_000)  # new trade ids: each run inserts
         t = time.perf_counter()
         for i in range(0, fills, 500):
             svc.tap([("fills", frows[i : i + 500])])
@@ -166,32 +180,81 @@ def through_service(settings: StoreSettings, ticks: int, fills: int) -> tuple[fl
         svc.close_sync(30)
 
 
+def handoff_costs() -> None:
+    """What the writer process costs the trading interpreter per hand-off: ``tap`` (an append,
+    and an event set when rows for the journal wake the sender), and the sender's encoding of a
+    200 ms batch at 1,000 ticks/s (20 hand-offs of 10 ticks, 4 fills), msgpack as shipped
+    against pickle; CPU time of the calling thread, medians of 1,000."""
+    import pickle
+
+    from engine.store.writer_process import ProcessStoreService, _encode_into
+
+    svc = ProcessStoreService(StoreSettings(backend="postgresql"))  # not opened: the appends alone
+    ticks = market_rows(200)
+    fills = fill_rows(4)
+    lazy = [("market", ticks[:10])]
+    kick = [("market", ticks[:10]), ("fills", fills[:1])]
+    n = 100_000
+    for name, job in (("market only", lazy), ("with a fill (sets the event)", kick)):
+        t = time.thread_time()
+        for _ in range(n):
+            svc.tap(job)
+            svc._kicked = False
+        svc._out.clear()
+        print(f"  tap, {name}: {(time.thread_time() - t) / n * 1e6:.2f} us")
+    items = [("run", [("market", ticks[i : i + 10])]) for i in range(0, 200, 10)]
+    items += [("run", [("fills", [f])]) for f in fills]
+
+    def msgpack() -> int:
+        buf = bytearray(b"D")
+        _encode_into((1, items, {}), buf, 1)
+        return len(buf)
+
+    def pickled() -> int:
+        return len(pickle.dumps((1, items, {}), pickle.HIGHEST_PROTOCOL))
+
+    for name, fn in (("msgpack (shipped)", msgpack), ("pickle", pickled)):
+        spent = []
+        for _ in range(1000):
+            t = time.thread_time()
+            size = fn()
+            spent.append(time.thread_time() - t)
+        print(f"  sender, one 200 ms batch by {name}: {statistics.median(spent) * 1e6:.1f} us CPU, {size:,} bytes")
+
+
 # --- 3. the hot path -------------------------------------------------------------------------------------
 class Load:
-    """A steady load on a ``StoreService``: every 10 ms a slice of ticks and fills from lists built
+    """A steady load on a store service: every 10 ms a slice of ticks and fills from lists built
     beforehand (the feeding thread does little but hand them over). ``where="thread"``: the
-    service runs in this process, as in a trading process; ``"process"``: in a child process (the
+    writer thread runs in this process; ``"writer"``: the writer process, fed from this one (both
+    as in a trading process); ``"process"``: feeding and writer thread in a child process (the
     control: the database path's CPU without sharing this interpreter)."""
 
     def __init__(
         self, settings: StoreSettings, ticks_per_s: int, fills_per_s: int, where: str = "thread", copy_slice: int = 0
     ) -> None:
         self.copy_slice = copy_slice
-        self.settings = replace(settings, journal_dir=settings.journal_dir / f"load-{where}", queue_rows=1_000_000)
+        self.settings = replace(
+            settings,
+            journal_dir=settings.journal_dir / f"load-{where}",
+            queue_rows=1_000_000,
+            writer="process" if where == "writer" else "thread",
+        )
         self.ticks_per_s = ticks_per_s
         self.fills_per_s = fills_per_s
         self.where = where
         self.metrics: dict[str, Any] = {}
         self.sent = [0, 0]
+        self.sender: dict[str, float] = {}  # the writer process's sender thread: batches, encoding CPU time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._proc: Any = None
         self._conn: Any = None
 
     def start(self) -> Load:
-        if self.where == "thread":
+        if self.where in ("thread", "writer"):
             svc = StoreService(self.settings).open_sync()
-            if self.copy_slice:
+            if self.copy_slice and self.where == "thread":
                 svc.copy_slice = self.copy_slice
             self._thread = threading.Thread(target=self._thread_main, args=(svc,), name="store-load", daemon=True)
             self._thread.start()
@@ -213,6 +276,13 @@ class Load:
         self.sent = feed(svc, self.ticks_per_s, self.fills_per_s, self._stop.is_set)
         svc.flush_sync(120)
         self.metrics = svc.metrics()
+        if self.where == "writer":
+            self.sender = {
+                "batches": svc.sender_batches,
+                "encode_s": svc.sender_encode_s,
+                "encode_max_s": svc.sender_encode_max_s,
+                "bytes": svc.sender_bytes,
+            }
         svc.close_sync(30)
 
     def finish(self) -> dict[str, Any]:
@@ -226,7 +296,7 @@ class Load:
         return self.metrics
 
 
-def feed(svc: StoreService, ticks_per_s: int, fills_per_s: int, stopped: Any) -> list[int]:
+def feed(svc: Any, ticks_per_s: int, fills_per_s: int, stopped: Any) -> list[int]:
     """Every 10 ms a hand-off of ``ticks_per_s / 100`` ticks (and the fills due by then) until
     ``stopped()``; returns [ticks, fills] handed over."""
     tick_step = max(ticks_per_s // 100, 1)
@@ -279,20 +349,22 @@ def hot_path(ticks: int) -> Any:
 
 VARIANTS = {
     "alone": "hot path alone (event log on)",
-    "thread": "hot path while a StoreService thread in this process writes",
-    "process": "hot path while a StoreService in a child process writes (control)",
+    "thread": "hot path while the writer thread in this process writes",
+    "writer": "hot path while the writer process, fed from this process, writes",
+    "process": "hot path while feeding and writer thread run in a child process (control)",
 }
 
 
 def hot_path_runs(settings: StoreSettings, args: argparse.Namespace) -> None:
-    """``--repeat`` cycles of the three variants (alternating, so that the shared machine's drift
-    falls on all three), each run printed, then the median of each percentile per variant."""
+    """``--repeat`` cycles of the variants (alternating, so that the shared machine's drift falls
+    on all of them), each run printed, then the median of each percentile per variant."""
     from bench import hot_path as hp
 
-    got: dict[str, list[tuple[float, float, float]]] = {v: [] for v in VARIANTS}
+    variants = {v: VARIANTS[v] for v in args.variants.split(",")}
+    got: dict[str, list[tuple[float, float, float]]] = {v: [] for v in variants}
     load_what = f"{args.load_ticks:,} ticks/s + {args.load_fills:,} fills/s"
     for cycle in range(args.repeat):
-        for variant, title in VARIANTS.items():
+        for variant, title in variants.items():
             load = (
                 Load(settings, args.load_ticks, args.load_fills, variant, args.copy_slice).start()
                 if variant != "alone"
@@ -308,6 +380,13 @@ def hot_path_runs(settings: StoreSettings, args: argparse.Namespace) -> None:
                     f" {load_what} (handed {load.sent[0]:,} ticks, {load.sent[1]:,} fills; written "
                     f"{lm.get('hft_db_rows_written_total')}, dropped {lm.get('hft_db_rows_dropped_total') or 'none'})"
                 )
+                if load.sender:
+                    sd = load.sender
+                    n = max(int(sd["batches"]), 1)
+                    extra += (
+                        f"; sender: {int(sd['batches'])} batches, {sd['bytes'] / n / 1024:.1f} KiB each, encoding CPU "
+                        f"mean {sd['encode_s'] / n * 1e6:.0f} us max {sd['encode_max_s'] * 1e6:.0f} us"
+                    )
             print(f"[{cycle + 1}/{args.repeat}] {title}{extra}: {samples.ticks} ticks, {len(rounds)} round(s)")
             ns = samples.frame_to_order
             print(hp.line("frame handed over -> order bytes written", ns))
@@ -337,7 +416,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--repeat", type=int, default=3, help="cycles of the three hot-path variants (default 3)")
     ap.add_argument("--load-fills", type=int, default=200, help="fills/s the store takes during the hot path")
+    ap.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"hot-path variants, comma-separated, run in this order each cycle (default {','.join(VARIANTS)})",
+    )
     args = ap.parse_args(argv)
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        expected = ", ".join(VARIANTS)
+        print(f"error: --variants: unknown {', '.join(unknown)} (expected some of {expected})", file=sys.stderr)
+        return 2
     if args.ticks < 1 or args.fills < 1 or args.hot_ticks < 0 or args.repeat < 1:
         print("error: --ticks, --fills and --repeat must be at least 1, --hot-ticks at least 0", file=sys.stderr)
         return 2
@@ -346,14 +435,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"store: {settings.backend} {settings.where}")
         direct = asyncio.run(copy_direct(settings, args.ticks))
         rate(f"ticks, COPY straight (copy_ticks, {SLICE}-row slices)", direct, "ticks/s")
-        tick_rate, fill_rate, m = through_service(settings, args.ticks, args.fills)
-        rate("ticks, through StoreService (queue, batches, COPY)", tick_rate, "ticks/s")
-        rate("fills, through StoreService (journal fsync + write)", fill_rate, "fills/s")
-        lat = m["hft_db_write_latency_seconds"]
-        print(
-            f"  batches {lat['count']}, mean {lat['sum'] / max(lat['count'], 1) * 1e3:.1f} ms; "
-            f"written {m['hft_db_rows_written_total']}; dropped {m['hft_db_rows_dropped_total'] or 'none'}"
-        )
+        for writer in ("thread", "process"):
+            tick_rate, fill_rate, m = through_service(settings, args.ticks, args.fills, writer)
+            rate(f"ticks, through the writer {writer} (queue, batches, COPY)", tick_rate, "ticks/s")
+            rate(f"fills, through the writer {writer} (journal fsync + write)", fill_rate, "fills/s")
+            lat = m["hft_db_write_latency_seconds"]
+            print(
+                f"  batches {lat['count']}, mean {lat['sum'] / max(lat['count'], 1) * 1e3:.1f} ms; "
+                f"written {m['hft_db_rows_written_total']}; dropped {m['hft_db_rows_dropped_total'] or 'none'}"
+            )
+        print("the writer process's cost in the trading interpreter:")
+        handoff_costs()
         if args.hot_ticks:
             hot_path_runs(settings, args)
         print(f"peak memory: {peak_mb():.0f} MB")

@@ -10,4 +10,4 @@ __version__ = "0.1.0"
 from engine import jitcache as _jitcache
 
 #: modules with cached compiled functions: their cache is keyed by these files (engine.jitcache)
-_jitcache.register(__name__, ("book.py", "marketdata/decimals.py", "marketdata/merge.py"))
+_jitcache.register(__name__, ("book.py", "compiled_strategy.py", "marketdata/decimals.py", "marketdata/merge.py"))

@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("engine.daemon.ctl", "register"),
     ("engine.runners.venue_cli", "register"),
     ("engine.store.cli", "register"),
+    ("engine.parity.cli", "register"),
+    ("engine.research.sweep_cli", "register"),
 )
 #: where a source checkout keeps its benchmarks (``bench/``, beside the packages; not installed)
 CHECKOUT = Path(__file__).resolve().parents[1]

@@ -282,11 +282,18 @@ class Engine:
         subs = self._trade_subs.get(key)
         if subs:
             self.oms.ts_tick = trade.ts_recv
+            halted = self.risk._halted
             traced = self.traced
             for s in subs:
+                # ``_call``, inlined as in ``on_book``: a strategy acting on trades is called for each
+                if halted and s.strategy_id in halted:
+                    continue
                 if traced and s.strategy_id in traced:
                     self._trace(s, "trade", trade.venue, trade.symbol, trade.price, trade.size)
-                self._call(s, s.on_trade, trade)
+                try:
+                    s.on_trade(trade)
+                except Exception as exc:
+                    self._strategy_failed(s, "on_trade", exc)
 
     def on_exec_report(self, report: ExecReport) -> None:
         self.oms.ts_tick = 0

@@ -309,13 +309,14 @@ class OrderManager:
         self.rejected += 1
         self._close(order)
         self.log.order("rejected", order, now, reason=reason, code=code)
-        _log.warning(
-            "Order rejected order_id: %s strategy_id: %s symbol=%s reason=%s",
-            order.client_order_id,
-            order.strategy_id,
-            order.symbol,
-            reason,
-        )
+        if self.log_orders:  # a backtest's rejections are its event log's rows, not text lines
+            _log.warning(
+                "Order rejected order_id: %s strategy_id: %s symbol=%s reason=%s",
+                order.client_order_id,
+                order.strategy_id,
+                order.symbol,
+                reason,
+            )
         self.events.dispatch_order_update(order)
 
     def cancel(self, order: Order) -> None:
@@ -357,10 +358,12 @@ class OrderManager:
         return replacement
 
     def open_orders(self, strategy_id: str, symbol: str | None = None) -> list[Order]:
-        orders = self._open.get(strategy_id, {}).values()
+        live = self._open.get(strategy_id)
+        if not live:
+            return []
         if symbol is None:
-            return list(orders)
-        return [o for o in orders if o.symbol == symbol]
+            return list(live.values())
+        return [o for o in live.values() if o.symbol == symbol]
 
     def all_open(self) -> list[Order]:
         """Every open order of every strategy."""
@@ -400,13 +403,14 @@ class OrderManager:
         elif kind == ev.REJECTED:
             order.reason = r.reason
             self._transition(order, OrderStatus.REJECTED, "rejected", r, now)
-            _log.warning(
-                "Order rejected order_id: %s symbol=%s code=%s reason=%s",
-                order.client_order_id,
-                order.symbol,
-                r.code,
-                r.reason,
-            )
+            if self.log_orders:
+                _log.warning(
+                    "Order rejected order_id: %s symbol=%s code=%s reason=%s",
+                    order.client_order_id,
+                    order.symbol,
+                    r.code,
+                    r.reason,
+                )
         elif kind == ev.CANCELED:
             self._transition(order, OrderStatus.CANCELED, "canceled", r, now)
         elif kind == ev.EXPIRED:

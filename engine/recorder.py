@@ -73,6 +73,9 @@ _SLICE = 4096  # rows the background writer converts per call into pyarrow
 FLUSH_INTERVAL_S = 1.0  # live: longest a row waits in memory before the writer thread has it
 FSYNC_INTERVAL_S = 1.0  # live: longest a written stream goes without fsync
 ROW_GROUP_ROWS = 65_536  # rows per row group when a stream becomes Parquet
+#: rows a table buffers before they are written (a backtest: one row group each). Bounded low:
+#: with ten tables this is what the event log holds in memory, whatever the data's length
+FLUSH_ROWS = 16_384
 STREAM_SUFFIX = ".arrows"
 LOCK_FILE = "session.lock"
 #: jobs waiting for the writer thread at which it is behind (``Queue full``): hand-overs come
@@ -405,7 +408,7 @@ class Recorder:
     def __init__(
         self,
         run_dir: str | Path | None,
-        flush_rows: int = 65_536,
+        flush_rows: int = FLUSH_ROWS,
         background: bool = False,
         flush_interval_s: float = FLUSH_INTERVAL_S,
         fsync_interval_s: float = FSYNC_INTERVAL_S,

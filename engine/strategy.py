@@ -98,7 +98,7 @@ class Strategy:
         return (self._engine or self.engine).clock.now()
 
     def book(self, symbol: str | None = None, venue: str | None = None) -> Book:
-        return self.engine.books[(venue or self.venue, symbol or self.symbols[0])]
+        return (self._engine or self.engine).books[(venue or self.venue, symbol or self.symbols[0])]
 
     def submit_limit(
         self,
@@ -148,7 +148,7 @@ class Strategy:
         return (self._engine or self.engine).oms.modify(order, price, qty)
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
-        return self.engine.oms.open_orders(self.strategy_id, symbol)
+        return (self._engine or self.engine).oms.open_orders(self.strategy_id, symbol)
 
     def position(self, symbol: str | None = None, venue: str | None = None) -> float:
         """Signed position in base units."""

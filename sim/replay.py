@@ -26,6 +26,7 @@ from engine.engine import Engine
 from engine.events import Trade
 from engine.timeline import NEVER, Timeline
 from sim import kernel as K
+from sim import kernel_state as KS
 from sim.matching import F_COLS
 from sim.venue import RestingOrders, dispatch_kernel_fills
 from sim.venue_time import ConstantVenueTime, VenueChunk, VenueRows, VenueTime
@@ -40,6 +41,11 @@ def readonly(a: np.ndarray) -> np.ndarray:
     v = a.view()
     v.flags.writeable = False
     return v
+
+
+def _row(a: np.ndarray) -> np.ndarray:
+    """A row array as the kernel's state holds it: C-contiguous and read-only."""
+    return readonly(a if a.flags.c_contiguous else np.ascontiguousarray(a))
 
 
 _EMPTY64 = readonly(np.zeros(0, dtype=np.int64))
@@ -126,7 +132,7 @@ class ReplayDriver:
         self.params[K.P_QMODEL] = queue_model
         self.params[K.P_MODE] = self.mode
         self.power = float(queue_power)
-        self.out = np.zeros(K.O_LEN, dtype=np.int64)
+        self.out = np.zeros(KS.OUT_LEN, dtype=np.int64)
         self.stats = ReplayStats()
         self.last_ts = 0
         if measure_wakes:
@@ -191,10 +197,12 @@ class _Run:
         self.cb: Any = None  # the local batch being replayed, and its arrays as the kernel takes them
         self.la: tuple[np.ndarray, ...] = (_EMPTY64, _EMPTY8, _EMPTY8, _EMPTY64, _EMPTY64, _EMPTY32, _EMPTYB)
         self.va: tuple[np.ndarray, ...] = self.la
+        self.lx: tuple[np.ndarray, ...] = (_EMPTY64, _EMPTY64)  # the local batch's ts_event and sequence
         self.li = self.ln = 0
         self.vi = self.vn = 0
         self.lend = False
         self.vend = not self.dual
+        self.ks: KS.KernelState | None = None  # the kernel's arrays, once ``go`` starts
 
     def _pull(self) -> None:
         cb = next(self.src, None)
@@ -226,8 +234,11 @@ class _Run:
             return
         cb = self.cb = self.local.popleft()
         stream = cb.stream if cb.stream.dtype == np.int32 else cb.stream.astype(np.int32)
-        self.la = tuple(readonly(a) for a in (cb.ts_recv, cb.kind, cb.side, cb.price, cb.size, stream, cb.batch_end))
+        self.la = tuple(_row(a) for a in (cb.ts_recv, cb.kind, cb.side, cb.price, cb.size, stream, cb.batch_end))
+        self.lx = (_row(cb.ts_event), _row(cb.sequence))
         self.li, self.ln = 0, len(cb.ts_recv)
+        if self.ks is not None:
+            self.ks = self._state()
 
     def _next_venue(self) -> None:
         while not self.venue and not self.src_done:
@@ -237,41 +248,79 @@ class _Run:
             self.vi = self.vn = 0
             return
         c = self.venue.popleft()
-        self.va = tuple(readonly(a) for a in (c.ts, c.kind, c.side, c.price, c.size, c.stream, c.batch_end))
+        self.va = tuple(_row(a) for a in (c.ts, c.kind, c.side, c.price, c.size, c.stream, c.batch_end))
         self.vi, self.vn = 0, len(c)
+        if self.ks is not None:
+            self.ks = self._state()
+
+    def _state(self) -> KS.KernelState:
+        d = self.d
+        books, vbooks = d.books.arrays(), d.venue_books.arrays()
+        return KS.new_state(*self.la, *self.lx, *books, d.st, *self.va, *vbooks, d.vst, d.resting.arr, d.fills)
+
+    def _nxt(self) -> int:
+        """The time of the next row either cursor holds (NEVER when neither holds one)."""
+        ts_l = int(self.la[0][self.li]) if self.li < self.ln else NEVER
+        ts_v = int(self.va[0][self.vi]) if self.vi < self.vn else NEVER
+        return ts_l if ts_l < ts_v else ts_v
 
     def go(self) -> None:
         d = self.d
         engine = d.engine
         params = d.params
         out = d.out
-        st, vst = d.st, d.vst
+        st = d.st
         tl = d.timeline
+        next_ts = tl.next_ts
         clock = d.clock
         resting = d.resting
         stats = d.stats
         wake_ns = stats.wake_ns
         perf = time.perf_counter_ns
-        run_rows = K.run_rows
+        run_state = KS.run_state
+        power = d.power
+        dual = self.dual
         self._next_local()
         if not self.vend:
             self._next_venue()
+        rests = resting.arr
+        self.ks = self._state()
         warming = self.warm_until is not None
         wakes = st[:, K.ST_WAKE_BOOK : K.ST_WAKE_TRADE + 1].copy()
         if warming:
             st[:, K.ST_WAKE_BOOK : K.ST_WAKE_TRADE + 1] = 0  # the books' history: nobody is woken
         elif self.ln:
             self._window(int(self.la[0][0]))
+        # the common wakes (a book message or a trade a strategy listens to, nothing else) are
+        # handled in this loop: this is where a strategy woken on every message spends its time
+        fast = engine is not None and wake_ns is None
+        books_of = d.book_of_stream
+        vt = d.venue_time
+        feed_latency = vt.feed_latency if vt is not None else None
+        on_book = engine.on_book if engine is not None else None
+        on_trade = engine.on_trade if engine is not None else None
+        m_book, m_trade, m_need = K.M_BOOK, K.M_TRADE, K.M_LNEED | K.M_VNEED
+        o_next, o_vnext, o_mask, o_stream = K.O_NEXT, K.O_VNEXT, K.O_MASK, K.O_STREAM
+        x_nxt, x_ts, x_tse, x_seq, x_side, x_px, x_sz = (
+            KS.X_NXT,
+            KS.X_TS,
+            KS.X_TS_EVENT,
+            KS.X_SEQ,
+            KS.X_SIDE,
+            KS.X_PRICE,
+            KS.X_SIZE,
+        )
+        x_bb = KS.X_BB
+        nxt = self._nxt()
         while True:
             if self.li >= self.ln and not self.lend:
                 self._next_local()
+                nxt = self._nxt()
                 continue
-            if self.dual and self.vi >= self.vn and not self.vend:
+            if dual and self.vi >= self.vn and not self.vend:
                 self._next_venue()
+                nxt = self._nxt()
                 continue
-            ts_l = int(self.la[0][self.li]) if self.li < self.ln else NEVER
-            ts_v = int(self.va[0][self.vi]) if self.vi < self.vn else NEVER
-            nxt = ts_l if ts_l < ts_v else ts_v
             if warming and nxt >= self.warm_until:  # type: ignore[operator]
                 warming = False
                 st[:, K.ST_WAKE_BOOK : K.ST_WAKE_TRADE + 1] = wakes
@@ -279,44 +328,74 @@ class _Run:
                 continue
             if nxt == NEVER:
                 break  # both cursors are done; ``drain`` handles what is still scheduled
-            t_next = tl.next_ts()
+            t_next = next_ts()
             if warming and self.warm_until < t_next:  # type: ignore[operator]
                 t_next = self.warm_until  # type: ignore[assignment]
             if t_next <= nxt:
                 self.run_timeline_until(nxt)
                 continue
-            bs, vb = d.books, d.venue_books
-            params[K.P_I] = self.li
-            params[K.P_N] = self.ln
-            params[K.P_T_STOP] = t_next
-            params[K.P_NREST] = resting.n
-            params[K.P_IV] = self.vi
-            params[K.P_NV] = self.vn
-            params[K.P_LEND] = 1 if self.lend else 0
-            params[K.P_VEND] = 1 if self.vend else 0
-            run_rows(
-                *self.la, *bs.arrays(), st, *self.va, *vb.arrays(), vst, resting.arr, d.fills, params, d.power, out
+            if resting.arr is not rests:  # the order table grew
+                rests = resting.arr
+                self.ks = self._state()
+            run_state(
+                self.ks, params, power, out, self.li, self.ln, t_next, resting.n, self.vi, self.vn, self.lend, self.vend
             )
-            self.li = int(out[K.O_NEXT])
-            self.vi = int(out[K.O_VNEXT])
-            mask = int(out[K.O_MASK])
+            o = out.tolist()
+            self.li = o[o_next]
+            self.vi = o[o_vnext]
+            nxt = o[x_nxt]
+            mask = o[o_mask]
             if mask == 0:
                 continue
-            if mask & (K.M_LNEED | K.M_VNEED):
-                mask &= ~(K.M_LNEED | K.M_VNEED)  # the loop's top fetches the next batch
+            if mask & m_need:
+                mask &= ~m_need  # the loop's top fetches the next batch
                 if mask == 0:
+                    continue
+            if fast and not warming:
+                if mask == m_trade:
+                    stats.wakes += 1
+                    stats.trade_wakes += 1
+                    t = o[x_ts]
+                    if t > clock.ts:
+                        clock.ts = t
+                    book = books_of[o[o_stream]]
+                    inst = book.instrument
+                    px = o[x_px]
+                    q = o[x_sz]
+                    on_trade(
+                        Trade(book.venue, book.symbol, o[x_tse], t, o[x_side], inst.price(px), inst.size(q), px, q)
+                    )
+                    continue
+                if mask == m_book:
+                    stats.wakes += 1
+                    stats.book_wakes += 1
+                    t = o[x_ts]
+                    if t > clock.ts:
+                        clock.ts = t
+                    s = o[o_stream]
+                    book = books_of[s]
+                    book.best_bid_fixed, book.best_bid_size_fixed, book.best_ask_fixed, book.best_ask_size_fixed = o[
+                        x_bb : x_bb + 4
+                    ]
+                    book.valid = True
+                    book.ts_recv = t
+                    ts_event = o[x_tse]
+                    book.ts_event = ts_event
+                    book.update_id = o[x_seq]
+                    on_book(book, feed_latency(s, t, ts_event) if feed_latency is not None else 0)
                     continue
             if mask & (K.M_FULL | K.M_VFULL):
                 if mask & K.M_FULL:
                     d.books.grow()
                 if mask & K.M_VFULL and d.venue_books is not d.books:
                     d.venue_books.grow()
+                self.ks = self._state()
                 mask &= ~(K.M_FULL | K.M_VFULL)
                 if mask == 0:
                     continue
             if warming:
                 continue  # gaps, crossed books and bad rows of the history: the kernel's state says it
-            self._wake(mask, engine, clock, resting, stats, wake_ns, perf)
+            self._wake(mask, engine, clock, resting, stats, wake_ns, perf, o)
 
     def run_timeline_until(self, ts: int) -> None:
         self.d.run_timeline_until(ts)
@@ -342,30 +421,36 @@ class _Run:
         self._window(self.warm_until)  # type: ignore[arg-type]
 
     def _wake(
-        self, mask: int, engine: Engine | None, clock: SimClock, resting: RestingOrders, stats, wake_ns, perf
+        self,
+        mask: int,
+        engine: Engine | None,
+        clock: SimClock,
+        resting: RestingOrders,
+        stats: ReplayStats,
+        wake_ns: list[int] | None,
+        perf: Callable[[], int],
+        o: list[int],
     ) -> None:
         d = self.d
-        out = d.out
         stats.wakes += 1
         w0 = perf() if wake_ns is not None else 0
         if mask & K.M_FILL:
-            fill_ts = int(out[K.O_FILL_TS])
+            fill_ts = o[K.O_FILL_TS]
             if fill_ts > clock.ts:
                 clock.ts = fill_ts
             stats.fill_wakes += 1
-            dispatch_kernel_fills(resting, d.fills, int(out[K.O_NFILLS]), fill_ts)
+            dispatch_kernel_fills(resting, d.fills, o[K.O_NFILLS], fill_ts)
         if mask & ~K.M_FILL:
-            self._local_wake(mask, engine, clock, stats)
+            self._local_wake(mask, engine, clock, stats, o)
         if wake_ns is not None:
             wake_ns.append(perf() - w0)
 
-    def _local_wake(self, mask: int, engine: Engine | None, clock: SimClock, stats: ReplayStats) -> None:
+    def _local_wake(self, mask: int, engine: Engine | None, clock: SimClock, stats: ReplayStats, o: list[int]) -> None:
         d = self.d
-        out = d.out
         cb = self.cb
-        row = int(out[K.O_ROW])
-        s = int(out[K.O_STREAM])
-        t = int(cb.ts_recv[row])
+        row = o[K.O_ROW]
+        s = o[K.O_STREAM]
+        t = o[KS.X_TS]
         if t > clock.ts:
             clock.ts = t
         book = d.book_of_stream[s]
@@ -424,7 +509,9 @@ class _Run:
             )
         if mask & K.M_BOOK:
             stats.book_wakes += 1
-            book.refresh_top()
+            book.best_bid_fixed, book.best_bid_size_fixed, book.best_ask_fixed, book.best_ask_size_fixed = o[
+                KS.X_BB : KS.X_BB + 4
+            ]
             book.valid = True
             book.ts_recv = t
             ts_event = int(cb.ts_event[row])

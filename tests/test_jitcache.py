@@ -90,9 +90,9 @@ def test_an_edit_changes_the_key_of_its_package_and_of_those_that_inline_it(tmp_
             fh.write("\n# an edit\n")
 
     before = keys()
-    edit("engine/book.py")  # inlined by sim's kernel and venues' depth apply
+    edit("engine/book.py")  # inlined by sim's kernel, venues' depth apply and compiled strategies
     after = keys()
-    assert {n for n in registry if after[n] != before[n]} == {"engine", "sim", "venues"}
+    assert {n for n in registry if after[n] != before[n]} == {"engine", "sim", "venues", "strategies"}
     edit("sim/kernel.py")
     again = keys()
     assert {n for n in registry if again[n] != after[n]} == {"sim"}  # engine's own cache stays warm

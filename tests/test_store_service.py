@@ -1,4 +1,5 @@
-"""The store service (``engine.store.service``) against DuckDB and a real PostgreSQL: rows of every
+"""The store service (``engine.store.service``; for PostgreSQL by default the writer process of
+``engine.store.writer_process``, which has the same interface) against DuckDB and a real PostgreSQL: rows of every
 table arrive once, the journal replays idempotently, an outage loses nothing, a full queue samples
 and drops market data (never orders or fills) and says so, and the metrics count it all."""
 
@@ -111,11 +112,14 @@ async def count(svc: StoreService, table: str, where: str = "") -> int:
     return int(rows[0]["n"])
 
 
-@pytest.fixture(params=["duckdb", "postgresql"])
+@pytest.fixture(params=["duckdb", "postgresql", "postgresql-thread"])
 def any_settings(request, tmp_path) -> StoreSettings:
+    """DuckDB (the thread writer), PostgreSQL with its default (the writer process) and with
+    ``writer: "thread"``."""
     if request.param == "duckdb":
         return request.getfixturevalue("duck_settings")
-    return request.getfixturevalue("pg_settings")
+    settings = request.getfixturevalue("pg_settings")
+    return replace(settings, writer="thread") if request.param.endswith("-thread") else settings
 
 
 def test_every_table_reaches_the_store_once_and_the_metrics_count_it(any_settings):
@@ -237,7 +241,8 @@ def test_a_full_queue_samples_then_drops_market_data_and_never_fills(tmp_path, c
 def test_an_outage_loses_nothing_and_the_journal_catches_the_database_up(
     pg_private_server, pg_private_settings, caplog
 ):
-    settings = replace(pg_private_settings, flush_interval_ms=50)
+    # the thread writer here; tests/test_store_writer_process.py has the outage under the process
+    settings = replace(pg_private_settings, flush_interval_ms=50, writer="thread")
     incidents: list[tuple] = []
 
     async def main() -> tuple[int, int, dict]:

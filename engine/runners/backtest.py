@@ -15,7 +15,8 @@ from engine.logs import flush_logs, get_logger, setup_logging
 from engine.marketdata.prefetch import prefetch
 from engine.runners.node import Node, build_node, code_version, summarize, wall_clock_info
 from engine.runners.spec import RunSpec
-from sim.kernel import ST_VALID, warm_up
+from sim.kernel import ST_VALID
+from sim.kernel_state import warm_up
 from sim.replay import ReplayStats
 
 _log = get_logger("system")
@@ -91,7 +92,7 @@ def run_node(
         started = True
         engine.start()
 
-    warm_up()
+    warm_up()  # compiled code is loaded (or compiled, cold) before the clock starts
     t0 = time.perf_counter()
     warmup_until = getattr(source, "warmup_until", None)
     stats = driver.run(prefetch(source), on_progress, warmup_until, on_window)

@@ -7,7 +7,9 @@ import math
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from engine.errors import HftError
 from engine.runners.spec import load_run_spec
@@ -22,6 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory to write (default runs/<name>-<n>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--engine",
+        choices=("python", "compiled"),
+        default="python",
+        help="compiled: the strategy's numba twin in one compiled loop, same event log (for sweeps; "
+        "refuses what it cannot model)",
+    )
     p.set_defaults(func=cmd_backtest)
 
 
@@ -96,6 +105,36 @@ def discard_if_empty(run_dir: Path, existed: bool) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def prepare_kernels() -> None:
+    """Load the replay's compiled code before the progress bar starts, saying so on stderr: on a
+    cold cache (the first run after an install or an engine change) numba compiles it here, which
+    takes tens of seconds, and the bar would otherwise sit at 0 rows/s (``scripts/setup.sh`` does
+    it once at install)."""
+    from sim.kernel_state import warm_up
+
+    print("loading the replay's compiled code...", end="", file=sys.stderr, flush=True)
+    got = warm_up()
+    if got["compiled"]:
+        print(
+            f" compiled {got['compiled']} kernels in {got['seconds']:.1f} s "
+            "(first run after an install or an engine change; cached for the next runs)",
+            file=sys.stderr,
+        )
+    else:
+        print(f" loaded from the cache in {got['seconds']:.1f} s", file=sys.stderr)
+
+
+def _run_compiled(spec: Any, run_dir: Path) -> dict:
+    print("loading the compiled path...", end="", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    from engine.logs import setup_logging
+    from engine.runners.compiled import run_compiled  # compiles on a cold cache (tens of seconds)
+
+    print(f" ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    setup_logging(run_dir / "logs", buffered=True)
+    return run_compiled(spec, run_dir)
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     import json
 
@@ -105,8 +144,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     spec = load_run_spec(args.config, {k: v for k, v in overrides.items() if v is not None})
     run_dir, existed = run_dir_for(args.out, spec.runs_root, spec.name)
     bar = None
-    if not args.no_progress:
+    if not args.no_progress and args.engine == "python":
         from tqdm import tqdm
+
+        prepare_kernels()
 
         bar = tqdm(total=0, unit=" rows", unit_scale=True, desc="backtest", file=sys.stderr, dynamic_ncols=True)
 
@@ -116,14 +157,18 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             bar.refresh()
 
     try:
-        result = run_backtest(spec, run_dir, on_progress=bar.update if bar is not None else None, on_total=on_total)
+        if args.engine == "compiled":
+            s = _run_compiled(spec, run_dir)
+        else:
+            s = run_backtest(
+                spec, run_dir, on_progress=bar.update if bar is not None else None, on_total=on_total
+            ).summary
     except BaseException:
         discard_if_empty(run_dir, existed)
         raise
     finally:
         if bar is not None:
             bar.close()
-    s = result.summary
     if args.json:
         print(json.dumps({"run_dir": str(run_dir), **s}, indent=2, default=str))
         return 0

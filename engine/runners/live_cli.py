@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="paper config (e.g. config/paper/market_maker_binance.json)")
     p.add_argument("--duration", metavar="S", help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--out", help="run directory (default runs/<name>-<n>)")
+    _capture_arg(p, "on")
     _daemon_args(p)
     p.set_defaults(func=cmd_paper, mode="paper")
     p = sub.add_parser(
@@ -26,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="live config (e.g. config/live/market_maker_binance.json)")
     p.add_argument("--duration", metavar="S", help="stop gracefully after this many seconds (default: SIGINT/SIGTERM)")
     p.add_argument("--out", help="run directory (default runs/<name>-<n>)")
+    _capture_arg(p, "off")
     _daemon_args(p)
     p.set_defaults(func=cmd_paper, mode="live")
     try:
@@ -33,6 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     except ImportError:
         return
     record.register(sub)
+
+
+def _capture_arg(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--capture-market-data",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="record the feeds' market data into RUN_DIR/market_data so `hft parity RUN_DIR` can replay the "
+        f"session (default: the config's output.capture_market_data, else {default})",
+    )
 
 
 def _daemon_args(p: argparse.ArgumentParser) -> None:
@@ -72,6 +84,9 @@ def cmd_paper(args: argparse.Namespace) -> int:
         if wants_daemon_log(args):  # §2.1: the operator reads system.log for why it did not start
             record_startup_failure(args, str(exc))
         raise
+    capture = getattr(args, "capture_market_data", None)
+    if capture is not None:
+        spec.capture_market_data = capture
     daemon_flags = (args.port, args.host, args.log_dir, args.pid_file)
     if args.api or spec.daemon.present:
         from engine.daemon.service import serve

@@ -3,6 +3,10 @@ book by the backtest's own matching, latency, queue and fee models (``sim.paper`
 strategy, risk and order code, the same event log. One node (``node.build_node``), run by the
 session every live mode shares (``session``): the feed applies each message once, on the same
 fast path live trading uses, and the simulated venue matches on that book.
+
+The feeds' market data is recorded into the run directory as the session trades
+(``output.capture_market_data``, on by default here; ``--no-capture-market-data``), so
+``hft parity RUN_DIR`` can replay the session as a backtest and compare (``docs/parity.md``).
 """
 
 from __future__ import annotations

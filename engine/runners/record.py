@@ -29,18 +29,78 @@ from typing import Any
 from engine.config import load_json
 from engine.errors import ConfigError, HftError
 from engine.logs import flush_logs, get_logger, setup_logging
+from engine.model import Instrument
 from engine.runners import registry
 from engine.runners.node import build_node
 from engine.runners.spec import code_spec
-from engine.venue import FeedCallbacks, VenueAdapter
+from engine.venue import FeedCallbacks, MarketDataFeed, VenueAdapter
 
 FLUSH_INTERVAL_S = 1.0
+#: a paper or live session's capture, inside its run directory: a backtest data root (``hft parity``)
+MARKET_DATA_DIR = "market_data"
 
 _log = get_logger("market_data")
 
 
 def _ignore(_: object) -> None:
     return None
+
+
+class SessionCapture:
+    """The captures of a paper or live session's feeds, one per venue, into ``root``: the same
+    taps as ``hft record`` (each venue's ``Capture`` on its feed's input, before decoding), flushed
+    every ``flush_interval_s`` from a task on the trading loop (the writes run on a worker thread),
+    imported into ``root/venue=<v>/symbol=<S>/date=<d>/`` Parquet at the end. A venue's raw files
+    go to ``root/capture/<venue>/raw/`` so two venues' day files never share a name.
+
+    On the feed's path this adds what recording adds: a prefix check and a list append per frame.
+    A process that dies keeps every raw line up to the last flush (one gzip member per flush);
+    ``hft data import`` rebuilds the Parquet from them.
+    """
+
+    def __init__(self, root: Path, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
+        self.root = root
+        self.flush_interval_s = flush_interval_s
+        self.captures: dict[str, tuple[Any, dict[str, Instrument]]] = {}
+        self.unsupported: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def attach(self, adapter: VenueAdapter, feed: MarketDataFeed, instruments: dict[str, Instrument]) -> bool:
+        """Tap ``feed`` (before it starts); False when the venue has no capture."""
+        make = getattr(adapter, "capture", None)
+        if make is None:
+            self.unsupported.append(adapter.name)
+            return False
+        capture = make(self.root / "capture" / adapter.name, list(instruments))
+        capture.attach(feed)
+        self.captures[adapter.name] = (capture, instruments)
+        return True
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.captures and self._task is None:
+            self._task = loop.create_task(self._flush_every())
+
+    async def _flush_every(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval_s)
+            for capture, _ in self.captures.values():
+                try:
+                    await capture.flush()
+                except HftError as exc:  # a full disk must not stop trading: say it, keep the buffer
+                    _log.error("market data capture: %s", exc)
+
+    async def close(self) -> dict[str, dict[str, Any]]:
+        """After the feeds stopped: write the rest, build the Parquet; venue -> symbol -> what was written."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        out: dict[str, dict[str, Any]] = {}
+        for venue, (capture, instruments) in self.captures.items():
+            await capture.close()
+            out[venue] = await capture.to_parquet(self.root, instruments)
+        return out
 
 
 async def run_record(

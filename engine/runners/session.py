@@ -9,8 +9,15 @@ node (``node.build_node``); ``Session.start`` then, in this order:
 3. starts the feeds. Each writes the engine's books on the venue's fast path and shows them to
    the engine (``on_book``). In paper trading the feed also hands each message's levels and trades
    to the simulated venue (``sim.paper.PaperMatching``), which matches on the same book.
+   With ``output.capture_market_data`` (paper's default) each venue's capture taps its feed's
+   input before it starts (``record.SessionCapture``: what ``hft record`` does, a prefix check
+   and a list append per frame, flushed every second off the loop's thread), so the run
+   directory's ``market_data/`` replays the session as a backtest (``hft parity``). The manifest
+   keeps what that replay needs beside the config (``replay``: the venue's instruments as loaded,
+   each strategy's parameters).
 
-``Session.stop`` ends it in order: feeds first (no new decisions), then, when configured, every
+``Session.stop`` ends it in order: feeds first (no new decisions), then the capture's last lines and
+its Parquet (``market_data`` in the manifest), then, when configured, every
 open order is cancelled and its answer awaited, then the engine stops, the adapters close
 (pending answers are waited for briefly) and the event log is closed with its manifest.
 
@@ -52,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -72,6 +80,7 @@ from engine.reconcile import ReconcilePolicy, ReconcileResult, reconcile_venue
 from engine.recorder import RecorderError, RunLock, read_manifest, recover_run, run_state, utc_stamp
 from engine.runners import registry
 from engine.runners.node import Node, build_node, summarize, wall_clock_info
+from engine.runners.record import MARKET_DATA_DIR, SessionCapture
 from engine.runners.spec import RunSpec
 from engine.venue import FeedCallbacks, VenueAdapter
 from engine.warm import PathWarmer
@@ -185,6 +194,8 @@ class Session:
         #: the database's service (``engine.store.service.StoreService``), None when nothing is stored
         self.store: Any = None
         self._store_task: asyncio.Task[None] | None = None
+        #: the feeds' market data into the run directory (``output.capture_market_data``)
+        self.capture: SessionCapture | None = None
 
     # --- the run: lock, crashed predecessor, manifest at start ---------------------------------------
     def _begin_run(self) -> None:
@@ -251,6 +262,23 @@ class Session:
         node.extra_manifest["venues"] = {
             v: {"profile": a.profile.name, "adapter": type(a).__name__} for v, a in node.adapters.items()
         }
+        # what a replay (``hft parity``) needs that the config only points to: the venue's
+        # instruments as loaded, and each strategy file's contents
+        node.extra_manifest["replay"] = {
+            "instruments": [dataclasses.asdict(i) for i in node.instruments.values()],
+            "strategies": [
+                {
+                    "strategy_id": st.strategy_id,
+                    "class": f"{st.cls.__module__}:{st.cls.__qualname__}",
+                    "venue": st.venue,
+                    "symbols": list(st.symbols),
+                    "params": st.params,
+                    **({"invalid_book": st.invalid_book} if st.invalid_book is not None else {}),
+                    **({"risk_limits": st.risk_limits} if st.risk_limits else {}),
+                }
+                for st in node.spec.strategies
+            ],
+        }
 
     # --- start -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -290,16 +318,43 @@ class Session:
             self.matching = PaperMatching(sim.resting, index, node.clock, sim.queue_model, sim.queue_power, delay)
         engine.start()
         self.started = True
+        capture = self._capture()
         for venue, adapter in node.adapters.items():
             books = {s: node.book_of[(v, s)] for v, s in node.streams if v == venue}
             feed = adapter.market_data(books, self._callbacks())
             node.feeds[venue] = feed
+            if capture is not None and not capture.attach(adapter, feed, {s: b.instrument for s, b in books.items()}):
+                _log.warning("market data capture: venue %s has no capture; this run cannot be replayed", venue)
             self._tasks.append(feed.start())
+        if capture is not None:
+            capture.start(asyncio.get_running_loop())
         if spec.warm is not None and node.mode != "record":
             self.warmer = PathWarmer(engine, **spec.warm, feeds=[f.warm for f in node.feeds.values()])
             self.warmer.start(asyncio.get_running_loop())
         if self.store is not None:
             self._store_task = asyncio.get_running_loop().create_task(self._feed_store())
+
+    def _capture(self) -> SessionCapture | None:
+        node = self.node
+        if not node.spec.capture_market_data or node.run_dir is None or self._lock is None:
+            return None
+        self.capture = SessionCapture(node.run_dir / MARKET_DATA_DIR)
+        return self.capture
+
+    async def _close_capture(self) -> None:
+        """After the feeds stopped: the capture's last lines, then its Parquet (described in the manifest)."""
+        capture, self.capture = self.capture, None
+        if capture is None:
+            return
+        entry: dict[str, Any] = {"root": MARKET_DATA_DIR}
+        try:
+            entry["venues"] = await capture.close()
+        except Exception as exc:  # the event log must still close; the raw files up to the last flush stay
+            _log.error("market data capture did not close cleanly: %s", exc)
+            entry["error"] = str(exc)
+        if capture.unsupported:
+            entry["not_captured"] = capture.unsupported
+        self.node.extra_manifest["market_data"] = entry
 
     # --- the database -----------------------------------------------------------------------------
     async def _open_store(self) -> None:
@@ -321,7 +376,7 @@ class Session:
         loop = asyncio.get_running_loop()
         engine = node.engine
 
-        def incident(kind: str, detail: str, value: float) -> None:  # on the service thread
+        def incident(kind: str, detail: str, value: float) -> None:  # on the store's thread or its receiver
             loop.call_soon_threadsafe(lambda: engine.incident(node.clock.now(), "", "", kind, detail, value))
 
         service = StoreService(settings, on_incident=incident)
@@ -412,11 +467,30 @@ class Session:
         if matching is None:
             return FeedCallbacks(on_book, engine.on_trade, engine.on_incident, None, engine.on_book_invalid)
 
+        # Paper: the simulated venue's acks and fills due before a message are handled before it
+        # (``AsyncScheduler.run_due``), as the backtest's timeline orders them; the loop's timers
+        # alone cannot, while a burst of messages from one socket read is being handled.
+        run_due = getattr(self.node.scheduler, "run_due", None)
+        book_cb = on_book
+        match_levels = matching.on_levels
+
+        def on_levels(book: Book, bids: Any, asks: Any, snapshot: bool) -> None:
+            if run_due is not None:
+                run_due(book.ts_recv)
+            match_levels(book, bids, asks, snapshot)
+
+        def on_paper_book(book: Book) -> None:
+            if run_due is not None:
+                run_due(book.ts_recv)
+            book_cb(book)
+
         def on_trade(trade: Trade) -> None:
+            if run_due is not None:
+                run_due(trade.ts_recv)
             matching.on_trade(trade)
             engine.on_trade(trade)
 
-        return FeedCallbacks(on_book, on_trade, engine.on_incident, matching.on_levels, engine.on_book_invalid)
+        return FeedCallbacks(on_paper_book, on_trade, engine.on_incident, on_levels, engine.on_book_invalid)
 
     # --- run and stop --------------------------------------------------------------------------
     async def run(
@@ -462,6 +536,7 @@ class Session:
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        await self._close_capture()
         spec = node.spec
         if self.started and node.mode == "live" and spec.live_cancel_on_stop:
             await self._cancel_open()

@@ -99,6 +99,10 @@ class RunSpec:
     #: a line per order in ``orders.log`` (``output.log_orders``): on by default in paper and live
     #: trading, off in backtests, whose event log holds every order (a line costs tens of µs)
     log_orders: bool = True
+    #: paper and live: tap the feeds' input into ``<run_dir>/market_data`` (raw capture, then the
+    #: Parquet data root ``hft parity`` replays; ``output.capture_market_data``): on by default in
+    #: paper trading, off live (where the operator turns it on)
+    capture_market_data: bool = False
     #: the long-lived service's settings (``daemon`` section; defaults when absent)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     #: the database (``database`` section, ``engine.store.config``): paper and live sessions write
@@ -287,7 +291,7 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
     sim = root.section("sim")
     _check_sim(sim, venues)
     out = root.section("output")
-    out.known({"runs_root", "mark_interval_ms", "log_orders"})
+    out.known({"runs_root", "mark_interval_ms", "log_orders", "capture_market_data"})
     instruments = root.str("instruments") if root.has("instruments") else None
     warm = None
     if root.has("warm"):
@@ -326,6 +330,7 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
         live=live,
         live_cancel_on_stop=cancel_on_stop,
         log_orders=out.bool("log_orders", mode != "backtest"),
+        capture_market_data=out.bool("capture_market_data", mode == "paper"),
         daemon=parse_daemon(root.raw("daemon", None), where, base),
         store=store,
     )

@@ -2,8 +2,9 @@
 
 ``open_store(settings)`` gives the configured ``Store`` (not yet connected); ``engine.store.schema``
 holds the tables and migrations, ``retention`` the partition maintenance, ``load`` the loading of
-a run's event log, ``cli`` the ``hft db`` commands. The journal and the store's thread
-(``journal``, ``service``) feed it from a running session.
+a run's event log, ``cli`` the ``hft db`` commands. The journal and the store's writer (``journal``,
+``service``: a thread, or a child process by default for PostgreSQL, ``writer_process``) feed it
+from a running session.
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@ file (a ``password`` key is refused): it comes from the variable ``password_env`
 ``~/.pgpass`` / ``PGPASSWORD`` which asyncpg reads itself. ``HFT_DB_HOST``, ``HFT_DB_PORT``,
 ``HFT_DB_NAME`` and ``HFT_DB_USER`` win over the file, so an operator (or a test) can point a
 shipped config at another server without editing it.
+
+``writer`` says where the database work runs: ``"process"`` (a child process at a lower CPU
+priority, ``engine.store.writer_process``) or ``"thread"`` (a thread of the trading process,
+``engine.store.service``). Without the key PostgreSQL gets the process (the trading loop keeps
+its latency: docs/persistence.md "Measured") and DuckDB the thread (an embedded file, the
+default of backtests and one-box setups, where a second interpreter buys nothing measurable).
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from engine.config import Section, load_json, resolve_path
 from engine.errors import ConfigError
 
 BACKENDS = ("postgresql", "duckdb", "none")
+WRITERS = ("process", "thread")
 DEFAULT_CONFIG = "config/production.json"
 _KEYS = {
     "backend", "host", "port", "name", "user", "password_env", "connection_pool_size", "min_pool_size",
     "connect_timeout_s", "query_timeout_s", "duckdb_path", "journal_dir", "journal_retention_days",
     "queue_rows", "batch_rows", "flush_interval_ms", "retention_days", "partition_ahead_days", "market_data",
+    "writer",
 }  # fmt: skip
 _ENV = {"host": "HFT_DB_HOST", "port": "HFT_DB_PORT", "name": "HFT_DB_NAME", "user": "HFT_DB_USER"}
 
@@ -57,11 +65,19 @@ class StoreSettings:
     retention_days: int = 90
     partition_ahead_days: int = 3
     market_data: MarketDataSettings = field(default_factory=MarketDataSettings)
+    writer: str = ""  #: "process", "thread", or "" for the backend's default (``writer_kind``)
     source: str = ""  #: the config file these came from ("" when built in code)
 
     @property
     def enabled(self) -> bool:
         return self.backend != "none"
+
+    @property
+    def writer_kind(self) -> str:
+        """Where the database work runs: ``writer`` when set, else the backend's default."""
+        if self.writer:
+            return self.writer
+        return "process" if self.backend == "postgresql" else "thread"
 
     def password(self) -> str | None:
         """The password from ``password_env``; None lets asyncpg use PGPASSWORD or ~/.pgpass."""
@@ -98,6 +114,9 @@ def parse_store(section: Section | None, runs_root: Path) -> StoreSettings:
     backend = s.str("backend", "duckdb")
     if backend not in BACKENDS:
         raise s.fail("backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    writer = s.str("writer") if s.has("writer") else ""
+    if writer and writer not in WRITERS:
+        raise s.fail("writer", f"must be one of {', '.join(WRITERS)}, got {writer!r}")
     md = s.section("market_data")
     md.known({"ticks", "snapshot_interval_s", "snapshot_depth"})
     pool = s.int("connection_pool_size", 50, minimum=1)
@@ -133,6 +152,7 @@ def parse_store(section: Section | None, runs_root: Path) -> StoreSettings:
             snapshot_interval_s=md.number("snapshot_interval_s", 1.0, minimum=0),
             snapshot_depth=md.int("snapshot_depth", 20, minimum=1),
         ),
+        writer=writer,
         source=s.path,
     )
     return _env(settings)

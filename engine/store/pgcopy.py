@@ -1,6 +1,7 @@
 """PostgreSQL's binary COPY format for the tick table, built with numpy.
 
-The writer runs in the trading process (``engine.store.service``). asyncpg's
+The writer runs in a child process for PostgreSQL by default (``engine.store.writer_process``),
+in the trading process when ``database.writer`` is ``thread`` (``engine.store.service``). asyncpg's
 ``copy_records_to_table`` encodes record by record in code that keeps the interpreter lock, about
 2.6 µs a tick with the conversion before it, so a 1,000-row COPY held the trading loop off for
 milliseconds: the hot path's P99.9 showed it. Here the payload is laid out as one numpy structured

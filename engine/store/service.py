@@ -26,6 +26,11 @@ On the service thread, each wake-up takes what arrived and:
    COPYs of ``COPY_SLICE`` rows, ``batch_rows`` while a backlog waits (``_write_market_batch``
    says why).
 
+Where it runs (``database.writer``): this thread, in the trading process, or (PostgreSQL's
+default) a child process at a lower CPU priority running this same class on its thread, fed
+through a pipe (``engine.store.writer_process``); ``StoreService(settings)`` gives whichever the
+settings choose, with one interface.
+
 The first connection is tried by ``open``: a DuckDB file another process holds (``StoreLocked``)
 or a schema history that does not match (``MigrationError``) raise there; an unreachable server
 is an outage like any later one.
@@ -140,7 +145,25 @@ class _Histogram:
 class StoreService:
     """See the module docstring. ``store``: a Store to use (tests, benchmarks); by default
     ``open_store(settings)``. ``on_incident(kind, detail, value)`` is called on the service
-    thread: hand it to the trading loop (``loop.call_soon_threadsafe``)."""
+    thread: hand it to the trading loop (``loop.call_soon_threadsafe``).
+
+    With ``settings.writer_kind == "process"`` (PostgreSQL's default) and no ``store`` given, the
+    constructor gives an ``engine.store.writer_process.ProcessStoreService`` instead: the same
+    interface, the database work in a child process. Callers (the session, reconciliation, the
+    daemon) construct ``StoreService`` and need not know which they got."""
+
+    def __new__(
+        cls,
+        settings: Any,
+        store: Any = None,
+        on_incident: Callable[[str, str, float], None] | None = None,
+        journal_dir: Path | None = None,
+    ) -> Any:
+        if cls is StoreService and store is None and getattr(settings, "writer_kind", "thread") == "process":
+            from engine.store.writer_process import ProcessStoreService
+
+            return ProcessStoreService(settings, on_incident=on_incident, journal_dir=journal_dir)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -366,47 +389,7 @@ class StoreService:
 
     def samples(self) -> list[dict[str, Any]]:
         """``metrics`` as the daemon's telemetry samples (``Telemetry.extra``)."""
-        m = self.metrics()
-
-        def one(name: str, mtype: str, help_: str, value: float, **labels: str) -> dict[str, Any]:
-            return {"name": name, "type": mtype, "help": help_, "labels": labels, "value": value}
-
-        backend = getattr(self.store, "backend", "")
-        out = [
-            one("hft_db_up", "gauge", "1 when the database answers", m["hft_db_up"], backend=backend),
-            one("hft_db_queue_depth", "gauge", "Rows waiting for the database", m["hft_db_queue_depth"]),
-            one(
-                "hft_db_journal_pending_rows",
-                "gauge",
-                "Rows in the local journal not yet in the database",
-                m["hft_db_journal_pending_rows"],
-            ),
-            one(
-                "hft_db_connection_failures_total",
-                "counter",
-                "Database connections lost or refused",
-                m["hft_db_connection_failures_total"],
-            ),
-        ]
-        lat = m["hft_db_write_latency_seconds"]
-        out.append(
-            {
-                "name": "hft_db_write_latency_seconds",
-                "type": "histogram",
-                "help": "Time to write one batch to the database, seconds",
-                "labels": {},
-                "buckets": lat["buckets"],
-                "sum": lat["sum"],
-                "count": lat["count"],
-            }
-        )
-        for table in sorted(set(m["hft_db_rows_written_total"]) | set(DURABLE) | {MARKET}):
-            n = m["hft_db_rows_written_total"].get(table, 0)
-            out.append(one("hft_db_rows_written_total", "counter", "Rows written to the database", n, table=table))
-        for table in (MARKET, SNAPSHOTS):
-            n = m["hft_db_rows_dropped_total"].get(table, 0)
-            out.append(one("hft_db_rows_dropped_total", "counter", "Rows dropped (queue full)", n, table=table))
-        return out
+        return samples_of(self.metrics(), getattr(self.store, "backend", ""))
 
     # --- the service thread ----------------------------------------------------------------------------
     def _run(self, ready: concurrent.futures.Future[None]) -> None:
@@ -924,3 +907,46 @@ class StoreService:
             if not fut.done():
                 fut.set_result(True)
         self._waiters = []
+
+
+def samples_of(m: dict[str, Any], backend: str) -> list[dict[str, Any]]:
+    """A writer's ``metrics`` as the daemon's telemetry samples (``Telemetry.extra``)."""
+
+    def one(name: str, mtype: str, help_: str, value: float, **labels: str) -> dict[str, Any]:
+        return {"name": name, "type": mtype, "help": help_, "labels": labels, "value": value}
+
+    out = [
+        one("hft_db_up", "gauge", "1 when the database answers", m["hft_db_up"], backend=backend),
+        one("hft_db_queue_depth", "gauge", "Rows waiting for the database", m["hft_db_queue_depth"]),
+        one(
+            "hft_db_journal_pending_rows",
+            "gauge",
+            "Rows in the local journal not yet in the database",
+            m["hft_db_journal_pending_rows"],
+        ),
+        one(
+            "hft_db_connection_failures_total",
+            "counter",
+            "Database connections lost or refused",
+            m["hft_db_connection_failures_total"],
+        ),
+    ]
+    lat = m["hft_db_write_latency_seconds"]
+    out.append(
+        {
+            "name": "hft_db_write_latency_seconds",
+            "type": "histogram",
+            "help": "Time to write one batch to the database, seconds",
+            "labels": {},
+            "buckets": lat["buckets"],
+            "sum": lat["sum"],
+            "count": lat["count"],
+        }
+    )
+    for table in sorted(set(m["hft_db_rows_written_total"]) | set(DURABLE) | {MARKET}):
+        n = m["hft_db_rows_written_total"].get(table, 0)
+        out.append(one("hft_db_rows_written_total", "counter", "Rows written to the database", n, table=table))
+    for table in (MARKET, SNAPSHOTS):
+        n = m["hft_db_rows_dropped_total"].get(table, 0)
+        out.append(one("hft_db_rows_dropped_total", "counter", "Rows dropped (queue full)", n, table=table))
+    return out
