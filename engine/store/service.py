@@ -142,7 +142,50 @@ class _Histogram:
         return out
 
 
-class StoreService:
+class StoreFeed:
+    """The trading thread's side of a store writer (``StoreService`` here, or the writer process,
+    ``engine.store.writer_process``): appends to ``_inbox`` and, for rows the journal must get
+    soon, a wake-up of the writer (``_kick``, each writer's own)."""
+
+    _inbox: deque[tuple[str, list[tuple[str, list[Any]]]]]
+    _balances: dict[str, tuple[dict[str, tuple[float, float]], int]]
+    submitted: int
+    run_id: str
+
+    def _kick(self) -> None:  # each writer wakes its own way
+        raise TypeError(f"{type(self).__name__} must define _kick")
+
+    def submit(self, table: str, rows: list[tuple]) -> None:
+        """Rows of one event-log table (or ``order_book_snapshots``)."""
+        self._inbox.append((self.run_id, [(table, rows)]))
+        self.submitted += 1
+        if table not in _LAZY:
+            self._kick()
+
+    def put_snapshots(self, rows: list[tuple]) -> None:
+        """``(ts_ns, venue, symbol, data_seq, bid_px, bid_sz, ask_px, ask_sz)`` rows."""
+        self.submit(SNAPSHOTS, rows)
+
+    def put_balances(self, venue: str, balances: dict[str, tuple[float, float]], ts_ns: int) -> None:
+        """The venue's balances now (asset -> (free, locked)); only the latest is written (at the
+        writer's next timer)."""
+        self._balances[venue] = (balances, ts_ns)
+        self.submitted += 1
+
+    def begin_run(self, run_id: str, name: str, mode: str, config_path: str, started_ns: int, manifest: dict) -> None:
+        self.run_id = run_id
+        args = (run_id, name, mode, config_path, started_ns, manifest)
+        self._inbox.append((run_id, [(RUN_TABLE, [("begin", *args)])]))
+        self.submitted += 1
+        self._kick()
+
+    def end_run(self, run_id: str, status: str, closed_ns: int, summary: dict | None) -> None:
+        self._inbox.append((run_id, [(RUN_TABLE, [("end", run_id, status, closed_ns, summary)])]))
+        self.submitted += 1
+        self._kick()
+
+
+class StoreService(StoreFeed):
     """See the module docstring. ``store``: a Store to use (tests, benchmarks); by default
     ``open_store(settings)``. ``on_incident(kind, detail, value)`` is called on the service
     thread: hand it to the trading loop (``loop.call_soon_threadsafe``).
@@ -285,35 +328,6 @@ class StoreService:
             if table not in _LAZY:
                 self._kick()
                 return
-
-    def submit(self, table: str, rows: list[tuple]) -> None:
-        """Rows of one event-log table (or ``order_book_snapshots``)."""
-        self._inbox.append((self.run_id, [(table, rows)]))
-        self.submitted += 1
-        if table not in _LAZY:
-            self._kick()
-
-    def put_snapshots(self, rows: list[tuple]) -> None:
-        """``(ts_ns, venue, symbol, data_seq, bid_px, bid_sz, ask_px, ask_sz)`` rows."""
-        self.submit(SNAPSHOTS, rows)
-
-    def put_balances(self, venue: str, balances: dict[str, tuple[float, float]], ts_ns: int) -> None:
-        """The venue's balances now (asset -> (free, locked)); only the latest is written (at the
-        service's next timer)."""
-        self._balances[venue] = (balances, ts_ns)
-        self.submitted += 1
-
-    def begin_run(self, run_id: str, name: str, mode: str, config_path: str, started_ns: int, manifest: dict) -> None:
-        self.run_id = run_id
-        args = (run_id, name, mode, config_path, started_ns, manifest)
-        self._inbox.append((run_id, [(RUN_TABLE, [("begin", *args)])]))
-        self.submitted += 1
-        self._kick()
-
-    def end_run(self, run_id: str, status: str, closed_ns: int, summary: dict | None) -> None:
-        self._inbox.append((run_id, [(RUN_TABLE, [("end", run_id, status, closed_ns, summary)])]))
-        self.submitted += 1
-        self._kick()
 
     def _kick(self) -> None:
         """Wake the service thread, once until it has woken (a write to its loop's self-pipe)."""

@@ -64,13 +64,13 @@ import msgspec
 
 from engine.logs import get_logger
 from engine.messages import DATABASE_CONNECTION_FAILED
-from engine.store.journal import RUN_TABLE, _plain
+from engine.store.journal import _plain
 from engine.store.service import (
     _LAZY,
     BACKOFF_INITIAL_S,
     BACKOFF_MAX_S,
     CLOSE_TIMEOUT_S,
-    SNAPSHOTS,
+    StoreFeed,
     StoreService,
     samples_of,
 )
@@ -121,7 +121,7 @@ def _rebuild(what: tuple[str, str, str]) -> BaseException:
     return StoreError(text)
 
 
-class ProcessStoreService:
+class ProcessStoreService(StoreFeed):
     """See the module docstring. Same constructor and methods as ``StoreService`` (without a
     ``store`` argument: the store is opened in the child)."""
 
@@ -138,7 +138,7 @@ class ProcessStoreService:
         self.flush_s = max(0.001, settings.flush_interval_ms / 1000.0)
         self.submitted = 0
         # the trading loop's side: appends, and an event set once per sender wake-up
-        self._out: deque[tuple[str, list[tuple[str, list[Any]]]]] = deque()
+        self._inbox: deque[tuple[str, list[tuple[str, list[Any]]]]] = deque()
         self._balances: dict[str, tuple[dict[str, tuple[float, float]], int]] = {}
         self._controls: deque[tuple[Any, ...]] = deque()
         self._kicked = False
@@ -231,7 +231,7 @@ class ProcessStoreService:
     def tap(self, job: list[tuple[str, list[tuple]]]) -> None:
         """``Recorder.taps``: a hand-off of the event recorder (its lists, not copied). Market data
         alone waits for the sender's next timer; rows for the journal wake it now."""
-        self._out.append((self.run_id, job))
+        self._inbox.append((self.run_id, job))
         self.submitted += 1
         if self._kicked:
             return
@@ -239,34 +239,6 @@ class ProcessStoreService:
             if table not in _LAZY:
                 self._kick()
                 return
-
-    def submit(self, table: str, rows: list[tuple]) -> None:
-        """Rows of one event-log table (or ``order_book_snapshots``)."""
-        self._out.append((self.run_id, [(table, rows)]))
-        self.submitted += 1
-        if table not in _LAZY:
-            self._kick()
-
-    def put_snapshots(self, rows: list[tuple]) -> None:
-        """``(ts_ns, venue, symbol, data_seq, bid_px, bid_sz, ask_px, ask_sz)`` rows."""
-        self.submit(SNAPSHOTS, rows)
-
-    def put_balances(self, venue: str, balances: dict[str, tuple[float, float]], ts_ns: int) -> None:
-        """The venue's balances now; only the latest is sent (at the sender's next timer)."""
-        self._balances[venue] = (balances, ts_ns)
-        self.submitted += 1
-
-    def begin_run(self, run_id: str, name: str, mode: str, config_path: str, started_ns: int, manifest: dict) -> None:
-        self.run_id = run_id
-        args = (run_id, name, mode, config_path, started_ns, manifest)
-        self._out.append((run_id, [(RUN_TABLE, [("begin", *args)])]))
-        self.submitted += 1
-        self._kick()
-
-    def end_run(self, run_id: str, status: str, closed_ns: int, summary: dict | None) -> None:
-        self._out.append((run_id, [(RUN_TABLE, [("end", run_id, status, closed_ns, summary)])]))
-        self.submitted += 1
-        self._kick()
 
     def _kick(self) -> None:
         if not self._kicked:
@@ -404,7 +376,7 @@ class ProcessStoreService:
             # Taken by popleft and pop, not by swapping the containers: the trading thread may
             # hold the old one between reading the attribute and appending to it
             controls = [self._controls.popleft() for _ in range(len(self._controls))]
-            out = self._out
+            out = self._inbox
             items = [out.popleft() for _ in range(len(out))]
             balances: dict[str, Any] = {}
             for venue in list(self._balances):
