@@ -213,3 +213,11 @@ def test_a_killed_session_keeps_its_capture_up_to_the_last_flush_and_replays(
 def _members(raw_dir: Path) -> int:
     """gzip members written so far (one per flush) across the raw files."""
     return sum(p.read_bytes().count(b"\x1f\x8b\x08") for p in raw_dir.glob("*.gz"))
+
+
+def test_capture_is_on_for_a_paper_session_and_off_for_the_daemon_and_live() -> None:
+    """A paper session records what it trades on; the long-lived daemon (its config has a
+    ``daemon`` section) and live trading do so only when asked: days of depth fill a disk."""
+    assert load_run_spec(REPO / "config" / "paper" / "market_maker_binance.json", mode="paper").capture_market_data
+    assert not load_run_spec(REPO / "config" / "production.json", mode="paper").capture_market_data
+    assert not load_run_spec(REPO / "config" / "live" / "market_maker_binance.json", mode="live").capture_market_data

@@ -101,7 +101,7 @@ class RunSpec:
     log_orders: bool = True
     #: paper and live: tap the feeds' input into ``<run_dir>/market_data`` (raw capture, then the
     #: Parquet data root ``hft parity`` replays; ``output.capture_market_data``): on by default in
-    #: paper trading, off live (where the operator turns it on)
+    #: a paper session, off live and in the daemon (a config with a ``daemon`` section)
     capture_market_data: bool = False
     #: the long-lived service's settings (``daemon`` section; defaults when absent)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
@@ -330,7 +330,9 @@ def load_run_spec(path: str | Path, overrides: dict[str, Any] | None = None, mod
         live=live,
         live_cancel_on_stop=cancel_on_stop,
         log_orders=out.bool("log_orders", mode != "backtest"),
-        capture_market_data=out.bool("capture_market_data", mode == "paper"),
+        # on for a paper session, off for the long-lived daemon (a config with a ``daemon``
+        # section): days of depth would fill the disk and make its stop build Parquet for minutes
+        capture_market_data=out.bool("capture_market_data", mode == "paper" and root.raw("daemon", None) is None),
         daemon=parse_daemon(root.raw("daemon", None), where, base),
         store=store,
     )
