@@ -30,5 +30,6 @@ if ! { .venv/bin/python -m pip install --quiet "$pip_pin" \
 fi
 rm -f "$log"
 echo "installed: $(.venv/bin/hft --help >/dev/null && echo 'hft CLI ready in .venv/bin/hft')"
-# the replay's compiled code, once, here rather than inside the first backtest (tens of seconds cold)
-.venv/bin/python -m sim.kernel_state
+# the compiled code (replay kernels, the compiled path, the Binance feed), once, here rather than
+# inside the first backtest, session or test run (tens of seconds cold)
+.venv/bin/python -m engine.runners.warm_cache

@@ -241,10 +241,6 @@ def warm_up() -> dict[str, float | int]:
     return {"seconds": time.perf_counter() - t0, "compiled": compiled}
 
 
-if __name__ == "__main__":  # ``python -m sim.kernel_state``: what scripts/setup.sh runs once
+if __name__ == "__main__":  # ``python -m sim.kernel_state``: the replay's kernels alone
     got = warm_up()
     print(f"replay kernels ready: {got['compiled']} compiled, the rest loaded from the cache ({got['seconds']:.1f} s)")
-    t = time.perf_counter()
-    import sim.compiled.loop  # noqa: F401  (the compiled path's loop: compiled here, not in a first sweep)
-
-    print(f"compiled path ready ({time.perf_counter() - t:.1f} s)")

@@ -192,3 +192,16 @@ def test_old_generations_of_a_package_are_pruned(tmp_path: Path) -> None:
         f"sim-{4:016x}",
         f"sim-{5:016x}",
     ]
+
+
+def test_the_install_step_loads_every_packages_compiled_code(capsys) -> None:
+    """``scripts/setup.sh`` runs ``engine.runners.warm_cache``: the replay kernels, the compiled
+    path's loop and the Binance feed's code are compiled (or loaded) there, and it says so."""
+    from engine.runners import warm_cache
+    from venues.binance.depth_apply import apply_depth
+
+    assert warm_cache.main() == 0
+    out = capsys.readouterr().out
+    assert "replay kernels:" in out and "compiled path:" in out and "compiled code ready in" in out
+    assert apply_depth.signatures  # the feed's signature is compiled, not left to the first frame
+    assert "engine.runners.warm_cache" in (REPO / "scripts" / "setup.sh").read_text()

@@ -91,3 +91,20 @@ def scratch_for(frame_bytes: int) -> np.ndarray:
     """Room for every level a payload of ``frame_bytes`` can hold (a level takes at least 9 bytes)."""
     cap = frame_bytes // 9 + 1
     return np.empty((2 * cap, 2), dtype=np.int64)
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) the feed's compiled code with the types the live path
+    passes: ``scripts/setup.sh`` runs it once, so neither a first session nor a first test run
+    compiles it (about 40 s cold)."""
+    from engine.book import BookSet
+    from venues.binance.numbers import SCALE, depth_from_json, levels_from_json
+
+    payload = b'{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":1,"b":[["1.0","1.0"]],"a":[["2.0","1.0"]]}'
+    depth_from_json(payload)
+    levels_from_json(b'[["1.0","1.0"]]')
+    bs = BookSet(1, capacity=8)
+    res = np.zeros(RES_LEN, dtype=np.int64)
+    frame = b'{"stream":"btcusdt@depth","data":' + payload + b"}"
+    lo = frame.index(b'"data":') + 7
+    apply_depth(frame, lo, len(frame) - 1, scratch_for(len(frame)), SCALE, *bs.arrays()[:6], 0, 0, res)
